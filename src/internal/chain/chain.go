@@ -1,0 +1,67 @@
+// Package chain holds what every program of the chain does at its process
+// boundaries: exit codes, fatal messages on stderr, and chainloading.
+package chain
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit codes shared by every program (skarnet conventions, plus one of ours).
+const (
+	// ExitNextCandidate: qmail-remote-io failed before the mail transaction
+	// began; its stdout holds a Z report saying why, and the connector may
+	// try the next candidate.
+	ExitNextCandidate = 10
+	// ExitUsage: wrong usage or an invalid environment variable.
+	ExitUsage = 100
+	// ExitSystem: a system call failed.
+	ExitSystem = 111
+)
+
+// Die prints "prog: fatal: message" on stderr and exits with code. Under
+// qmail-remote, stderr is a pipe that qmail-remote reads and turns into a Z
+// report; it is never qmail-rspawn's pipe.
+func Die(code int, prog, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s: fatal: %s\n", prog, fmt.Sprintf(format, args...))
+	os.Exit(code)
+}
+
+// Usage prints the usage line on stderr and exits 100.
+func Usage(usage string) {
+	fmt.Fprintf(os.Stderr, "usage: %s\n", usage)
+	os.Exit(ExitUsage)
+}
+
+// LookPath finds argv0 the way execvp would: as given when it holds a
+// slash, else in $PATH.
+func LookPath(argv0 string) (string, error) {
+	if filepath.Base(argv0) != argv0 {
+		return argv0, nil
+	}
+	return exec.LookPath(argv0)
+}
+
+// Exec replaces the process with argv, with the current environment. It
+// returns only on failure.
+func Exec(argv []string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("nothing to exec")
+	}
+	path, err := LookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("unable to find %s: %w", argv[0], err)
+	}
+	err = unix.Exec(path, argv, os.Environ())
+	return fmt.Errorf("unable to exec %s: %w", path, err)
+}
+
+// ExecOrDie chainloads into argv or dies with 111 naming what failed.
+func ExecOrDie(prog string, argv []string) {
+	err := Exec(argv)
+	Die(ExitSystem, prog, "%v", err)
+}

@@ -1,0 +1,186 @@
+// Package chainenv names the environment variables that carry the state of
+// one delivery from stage to stage (doc/chain.md), and reads them with
+// validation: every error names the variable.
+package chainenv
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix starts every variable of ours; qmail-remote strips inherited ones.
+const Prefix = "QMAILREMOTE_"
+
+// Set by qmail-remote.
+const (
+	QmailHome      = "QMAILREMOTE_QMAILHOME"
+	QmailRun       = "QMAILREMOTE_QMAILRUN"
+	LibexecDir     = "QMAILREMOTE_LIBEXECDIR" // read by qmail-remote only
+	Host           = "QMAILREMOTE_HOST"
+	Sender         = "QMAILREMOTE_SENDER"
+	Rcpts          = "QMAILREMOTE_RCPTS"
+	RcptPrefix     = "QMAILREMOTE_RCPT_"
+	HeloHost       = "QMAILREMOTE_HELOHOST"
+	TimeoutConnect = "QMAILREMOTE_TIMEOUTCONNECT"
+	TimeoutRemote  = "QMAILREMOTE_TIMEOUTREMOTE"
+	TimeoutDNS     = "QMAILREMOTE_TIMEOUTDNS"
+	IPMe           = "QMAILREMOTE_IPME"
+	TrustAnchors   = "QMAILREMOTE_TRUSTANCHORS"
+	ClientCert     = "QMAILREMOTE_CLIENTCERT"
+	ClientKey      = "QMAILREMOTE_CLIENTKEY"
+	TLSStrictness  = "QMAILREMOTE_TLSSTRICTNESS"
+	MsgBytes       = "QMAILREMOTE_MSGBYTES"
+	Msg8Bit        = "QMAILREMOTE_MSG8BIT"
+)
+
+// Set by qmail-remote-routes.
+const (
+	Relay = "QMAILREMOTE_RELAY"
+	Port  = "QMAILREMOTE_PORT"
+)
+
+// Set by qmail-remote-resolve.
+const Candidates = "QMAILREMOTE_CANDIDATES"
+
+// Set by qmail-remote-connect (with the UCSPI variables below).
+const MXName = "QMAILREMOTE_MXNAME"
+
+// UCSPI client variables (s6-tcpclient names).
+const (
+	Proto         = "PROTO"
+	TCPRemoteIP   = "TCPREMOTEIP"
+	TCPRemotePort = "TCPREMOTEPORT"
+	TCPLocalIP    = "TCPLOCALIP"
+	TCPLocalPort  = "TCPLOCALPORT"
+)
+
+// DNSCacheIP overrides /etc/resolv.conf's nameservers (djbdns convention).
+const DNSCacheIP = "DNSCACHEIP"
+
+// Error is an invalid or missing variable.
+type Error struct {
+	Name   string
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Name + " " + e.Reason }
+
+// String returns a variable that must be set (it may be empty).
+func String(name string) (string, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return "", &Error{name, "is not set"}
+	}
+	return v, nil
+}
+
+// NonEmpty returns a variable that must be set and not empty.
+func NonEmpty(name string) (string, error) {
+	v, err := String(name)
+	if err == nil && v == "" {
+		err = &Error{name, "is empty"}
+	}
+	return v, err
+}
+
+// Int returns a decimal integer variable within [min, max].
+func Int(name string, min, max int64) (int64, error) {
+	v, err := String(name)
+	if err != nil {
+		return 0, err
+	}
+	n, perr := strconv.ParseInt(v, 10, 64)
+	if perr != nil || n < min || n > max || strings.HasPrefix(v, "+") {
+		return 0, &Error{name, fmt.Sprintf("must be a number from %d to %d, not %q", min, max, v)}
+	}
+	return n, nil
+}
+
+// Seconds returns a number of seconds (at least min) as a duration.
+func Seconds(name string, min int64) (time.Duration, error) {
+	n, err := Int(name, min, 1<<31-1)
+	return time.Duration(n) * time.Second, err
+}
+
+// Envelope returns the sender and the recipients.
+func Envelope() (sender string, rcpts []string, err error) {
+	if sender, err = String(Sender); err != nil {
+		return
+	}
+	n, err := Int(Rcpts, 1, 1<<20)
+	if err != nil {
+		return
+	}
+	rcpts = make([]string, n)
+	for i := range rcpts {
+		if rcpts[i], err = String(RcptPrefix + strconv.Itoa(i+1)); err != nil {
+			return "", nil, err
+		}
+	}
+	return
+}
+
+// SetEnvelope exports the sender and the recipients.
+func SetEnvelope(sender string, rcpts []string) {
+	os.Setenv(Sender, sender)
+	os.Setenv(Rcpts, strconv.Itoa(len(rcpts)))
+	for i, r := range rcpts {
+		os.Setenv(RcptPrefix+strconv.Itoa(i+1), r)
+	}
+}
+
+// Addrs parses a list of canonical addresses separated by spaces.
+func Addrs(name string) ([]netip.Addr, error) {
+	v, err := String(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, f := range strings.Fields(v) {
+		a, perr := netip.ParseAddr(f)
+		if perr != nil {
+			return nil, &Error{name, fmt.Sprintf("holds %q, which is not an IP address", f)}
+		}
+		out = append(out, a.Unmap())
+	}
+	return out, nil
+}
+
+// Candidate is one address to try, with the name it was found under.
+type Candidate struct {
+	Name string     // MX host name, relay name, or "[addr]" for a literal
+	Addr netip.Addr // canonical (IPv4 never IPv4-mapped)
+}
+
+// String formats a candidate as NAME/ADDRESS.
+func (c Candidate) String() string { return c.Name + "/" + c.Addr.String() }
+
+// FormatCandidates joins candidates for QMAILREMOTE_CANDIDATES.
+func FormatCandidates(cs []Candidate) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+// ParseCandidates parses QMAILREMOTE_CANDIDATES-style text.
+func ParseCandidates(v string) ([]Candidate, error) {
+	var out []Candidate
+	for _, f := range strings.Fields(v) {
+		i := strings.LastIndexByte(f, '/')
+		if i <= 0 {
+			return nil, &Error{Candidates, fmt.Sprintf("holds %q, not NAME/ADDRESS", f)}
+		}
+		a, err := netip.ParseAddr(f[i+1:])
+		if err != nil || a.Zone() != "" {
+			return nil, &Error{Candidates, fmt.Sprintf("holds %q, whose address is not an IP address", f)}
+		}
+		out = append(out, Candidate{Name: f[:i], Addr: a.Unmap()})
+	}
+	return out, nil
+}
