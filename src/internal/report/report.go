@@ -122,11 +122,12 @@ func Parse(out []byte, nrcpt int) (Result, error) {
 		if i+1 > Max {
 			return res, fmt.Errorf("report of %d bytes, more than %d", i+1, Max)
 		}
+		if i == 0 {
+			return res, errors.New("empty report")
+		}
 		r := Report{Letter: out[0], Text: string(out[1:i])}
 		out = out[i+1:]
 		switch {
-		case i == 0:
-			return res, errors.New("empty report")
 		case IsRcpt(r.Letter):
 			if len(res.Rcpts) >= nrcpt {
 				return res, fmt.Errorf("more recipient reports than the %d recipients", nrcpt)

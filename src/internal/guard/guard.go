@@ -1,0 +1,167 @@
+// Package guard runs the rest of the delivery chain as a child of
+// qmail-remote and makes sure qmail-rspawn gets what it was promised
+// (SPEC 2): exactly one well-formed message report, whatever the chain did.
+//
+// Why a child and not an exec: qmail-rspawn reads any exit status but 0 or
+// 111 as "bounce the mail", and a Go program that panics or hits a runtime
+// fatal error exits 2. Only a parent that outlives every stage can turn a
+// crash, a signal or garbage into a harmless Z.
+package guard
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"qmail-remote-go/src/internal/report"
+)
+
+// Outcome is what qmail-remote prints: the reports to forward, each one a
+// raw report (letter, text, NUL) to be written with its own write(2).
+type Outcome struct {
+	Reports [][]byte
+}
+
+// maxStderr is how much of the chain's diagnostics is kept for a Z text.
+const maxStderr = 2048
+
+// Run runs argv with env, fd 0 = stdin, and reads its reports (fd 1) and
+// diagnostics (fd 2) from separate pipes, so that nothing the chain writes
+// can reach qmail-rspawn unchecked. nrcpt is the number of recipients.
+func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Stdin = stdin
+	// If qmail-remote dies, the chain must not go on delivering with nobody
+	// left to report the result: a K nobody reads becomes a duplicate.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		return single(report.Temporary, "Unable to run the delivery chain: "+err.Error()+". (#4.3.0)\n")
+	}
+	errR, err := cmd.StderrPipe()
+	if err != nil {
+		return single(report.Temporary, "Unable to run the delivery chain: "+err.Error()+". (#4.3.0)\n")
+	}
+	if err := cmd.Start(); err != nil {
+		return single(report.Temporary, "Unable to run the delivery chain: "+trimErr(err)+". (#4.3.0)\n")
+	}
+
+	// Read both pipes to the end, bounded in memory; the excess is drained
+	// and discarded so the chain never blocks on a full pipe.
+	limit := int64(nrcpt+1)*report.Max + 1
+	type result struct {
+		data []byte
+		over bool
+	}
+	errc := make(chan result, 1)
+	go func() {
+		d, over := readBounded(errR, maxStderr)
+		errc <- result{d, over}
+	}()
+	out, over := readBounded(outR, limit)
+	diag := <-errc
+	werr := cmd.Wait()
+
+	return judge(out, over, diag.data, werr, nrcpt)
+}
+
+// judge decides what qmail-rspawn sees, from what the chain printed and how
+// it ended.
+func judge(out []byte, over bool, diag []byte, werr error, nrcpt int) Outcome {
+	status := describeExit(werr)
+	if over {
+		return single(report.Temporary, fmt.Sprintf(
+			"The delivery chain printed more than %d bytes of reports (%s)%s. (#4.3.0)\n",
+			len(out)-1, status, firstLine(diag)))
+	}
+	res, perr := report.Parse(out, nrcpt)
+	if perr == nil {
+		// A well-formed report is the truth about the delivery, even if
+		// the stage then exited oddly: a K is printed only after the
+		// server's 2xx to the final dot, and turning it into a Z would
+		// deliver the message twice.
+		o := Outcome{}
+		for _, r := range res.Rcpts {
+			o.Reports = append(o.Reports, r.Raw())
+		}
+		o.Reports = append(o.Reports, res.Message.Raw())
+		return o
+	}
+	if len(out) == 0 {
+		return single(report.Temporary, fmt.Sprintf(
+			"The delivery chain failed (%s)%s. (#4.3.0)\n", status, firstLine(diag)))
+	}
+	what := perr.Error()
+	if errors.Is(perr, report.ErrNoMessage) {
+		what = "no message report"
+	}
+	return single(report.Temporary, fmt.Sprintf(
+		"The delivery chain printed malformed reports: %s (%s)%s. (#4.3.0)\n", what, status, firstLine(diag)))
+}
+
+func single(letter byte, text string) Outcome {
+	return Outcome{Reports: [][]byte{report.Format(letter, text)}}
+}
+
+// Write writes each report with its own single write(2), so a crash can
+// never leave half a report in qmail-rspawn's pipe.
+func (o Outcome) Write(w io.Writer) {
+	for _, r := range o.Reports {
+		w.Write(r)
+	}
+}
+
+func readBounded(r io.Reader, limit int64) ([]byte, bool) {
+	var buf bytes.Buffer
+	n, _ := io.Copy(&buf, io.LimitReader(r, limit))
+	if n < limit {
+		return buf.Bytes(), false
+	}
+	io.Copy(io.Discard, r)
+	return buf.Bytes(), true
+}
+
+func describeExit(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit status %d", ee.ExitCode())
+	}
+	return trimErr(err)
+}
+
+// firstLine gives ": " and the first line of the chain's diagnostics, if
+// any: the stage that failed names itself there ("prog: fatal: ...").
+func firstLine(diag []byte) string {
+	s := strings.TrimSpace(string(diag))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if s == "" {
+		return ""
+	}
+	if len(s) > 1000 {
+		s = s[:1000] + "..."
+	}
+	return ": " + s
+}
+
+func trimErr(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return filepath.Base(pe.Path) + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,269 @@
+// qmail-remote is the entry point of the chain: what qmail-rspawn runs for
+// every remote delivery. It checks its arguments, reads the control files,
+// pre-scans the message, and runs the rest of the chain as its child,
+// guarding the report contract of SPEC 2: whatever happens further down,
+// qmail-rspawn gets exactly one well-formed message report and exit 0.
+//
+// It writes nothing to stderr, ever: under qmail-rspawn, fd 2 is a copy of
+// the report pipe.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/control"
+	"qmail-remote-go/src/internal/guard"
+	"qmail-remote-go/src/internal/paths"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/smtp"
+)
+
+const usage = "qmail-remote host sender recip [ recip ... ]"
+
+// The chain qmail-remote runs, in LIBEXECDIR (doc/chain.md).
+var stages = []string{"qmail-remote-routes", "qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io"}
+
+func main() {
+	out := run(os.Args)
+	out.Write(os.Stdout)
+	os.Exit(0)
+}
+
+// run never panics out: a bug here must still end in a Z, not in exit 2
+// (which qmail-rspawn would read as "bounce the mail").
+func run(args []string) (out guard.Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			out = zero(report.Temporary, fmt.Sprintf("qmail-remote crashed: %v. (#4.3.0)\n", p))
+		}
+	}()
+	if len(args) < 4 {
+		return zero(report.Permanent, "I (qmail-remote) was invoked improperly. (#5.3.5)\n")
+	}
+	host, sender, rcpts := args[1], args[2], args[3:]
+
+	home, run, libexec, err := locations()
+	if err != nil {
+		return zero(report.Temporary, "Unable to switch to home directory: "+err.Error()+". (#4.3.0)\n")
+	}
+	if err := os.Chdir(home); err != nil {
+		return zero(report.Temporary, "Unable to switch to home directory. (#4.3.0)\n")
+	}
+	cf, err := readControl()
+	if err != nil {
+		return zero(report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n")
+	}
+
+	// fd 0 is a regular file (qmail-rspawn hands over the queue file):
+	// check the final line now, before any connection, and count the wire
+	// size on the way for SIZE (RFC 1870).
+	msg := os.Stdin
+	stats, err := scan(msg)
+	if errors.Is(err, smtp.ErrPartialFinalLine) {
+		return zero(report.Permanent, "SMTP cannot transfer messages with partial final lines. (#5.6.2)\n")
+	}
+	if err != nil {
+		return zero(report.Temporary, "Unable to read message: "+err.Error()+". (#4.3.0)\n")
+	}
+
+	env := cleanEnv(os.Environ())
+	set := func(k, v string) { env = append(env, k+"="+v) }
+	set(chainenv.QmailHome, home)
+	set(chainenv.QmailRun, run)
+	set(chainenv.Host, host)
+	set(chainenv.Sender, sender)
+	set(chainenv.Rcpts, strconv.Itoa(len(rcpts)))
+	for i, r := range rcpts {
+		set(chainenv.RcptPrefix+strconv.Itoa(i+1), r)
+	}
+	set(chainenv.HeloHost, cf.helohost)
+	set(chainenv.TimeoutConnect, strconv.FormatInt(cf.timeoutConnect, 10))
+	set(chainenv.TimeoutRemote, strconv.FormatInt(cf.timeoutRemote, 10))
+	set(chainenv.TimeoutDNS, strconv.FormatInt(cf.timeoutDNS, 10))
+	set(chainenv.IPMe, ipme(cf.ipme, cf.notipme))
+	set(chainenv.TrustAnchors, cf.trustAnchors)
+	set(chainenv.ClientCert, cf.clientCert)
+	set(chainenv.ClientKey, cf.clientKey)
+	set(chainenv.TLSStrictness, strconv.FormatInt(cf.tlsStrictness, 10))
+	set(chainenv.MsgBytes, strconv.FormatInt(stats.WireBytes, 10))
+	set(chainenv.Msg8Bit, map[bool]string{false: "0", true: "1"}[stats.Has8Bit])
+
+	argv := make([]string, len(stages))
+	for i, s := range stages {
+		argv[i] = filepath.Join(libexec, s)
+	}
+	return guard.Run(argv, env, msg, len(rcpts))
+}
+
+func zero(letter byte, text string) guard.Outcome {
+	return guard.Outcome{Reports: [][]byte{report.Format(letter, text)}}
+}
+
+// locations settles the qmail home, run directory and libexec directory:
+// configured at build time, overridable from the environment (tests,
+// several qmail installations on one host). They must be absolute, since
+// every stage relies on them whatever its working directory.
+func locations() (home, run, libexec string, err error) {
+	home = paths.QmailHome
+	if v, ok := os.LookupEnv(chainenv.QmailHome); ok {
+		home = v
+	}
+	run = paths.Run()
+	if v, ok := os.LookupEnv(chainenv.QmailRun); ok {
+		run = v
+	} else if _, ok := os.LookupEnv(chainenv.QmailHome); ok && paths.QmailRun == "" {
+		run = filepath.Join(home, "run")
+	}
+	libexec = paths.LibexecDir
+	if v, ok := os.LookupEnv(chainenv.LibexecDir); ok {
+		libexec = v
+	}
+	for _, p := range []struct{ name, v string }{{"qmail home", home}, {"run directory", run}, {"libexec directory", libexec}} {
+		if !filepath.IsAbs(p.v) {
+			return "", "", "", fmt.Errorf("the %s %q is not an absolute path", p.name, p.v)
+		}
+	}
+	return filepath.Clean(home), filepath.Clean(run), filepath.Clean(libexec), nil
+}
+
+type controls struct {
+	helohost                                  string
+	timeoutConnect, timeoutRemote, timeoutDNS int64
+	ipme, notipme                             []netip.Addr
+	trustAnchors, clientCert, clientKey       string
+	tlsStrictness                             int64
+}
+
+// readControl reads every control file of SPEC 3 (smtproutes is the
+// routes stage's). Paths are relative: we are in the qmail home, like
+// stock, and the error texts name "control/..." as the admin knows them.
+func readControl() (c controls, err error) {
+	me, _, err := control.Name("control/me")
+	if err != nil {
+		return c, err
+	}
+	helo, found, err := control.Name("control/helohost")
+	if err != nil {
+		return c, err
+	}
+	if !found {
+		if me == "" {
+			return c, errors.New("neither control/me nor control/helohost names this host")
+		}
+		helo = me
+	}
+	c.helohost = helo
+	const maxSeconds = 1<<31 - 1
+	if c.timeoutConnect, err = control.Int("control/timeoutconnect", 60, 1, maxSeconds); err != nil {
+		return c, err
+	}
+	if c.timeoutRemote, err = control.Int("control/timeoutremote", 1200, 1, maxSeconds); err != nil {
+		return c, err
+	}
+	if c.timeoutDNS, err = control.Int("control/timeoutdns", 0, 0, maxSeconds); err != nil {
+		return c, err
+	}
+	if c.ipme, err = control.Addrs("control/ipme"); err != nil {
+		return c, err
+	}
+	if c.notipme, err = control.Addrs("control/notipme"); err != nil {
+		return c, err
+	}
+	if c.trustAnchors, err = control.Path("control/trustanchors"); err != nil {
+		return c, err
+	}
+	if c.clientCert, err = control.Path("control/clientcert"); err != nil {
+		return c, err
+	}
+	if c.clientKey, err = control.Path("control/clientkey"); err != nil {
+		return c, err
+	}
+	if c.clientCert != "" && c.clientKey == "" {
+		return c, errors.New("control/clientcert is set but control/clientkey is not")
+	}
+	if c.clientKey != "" && c.clientCert == "" {
+		return c, errors.New("control/clientkey is set but control/clientcert is not")
+	}
+	if c.tlsStrictness, err = control.Int("control/tlsstrictness", 0, 0, 2); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// scan checks that fd 0 is a regular file and pre-scans it from the start.
+func scan(f *os.File) (smtp.BodyStats, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return smtp.BodyStats{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return smtp.BodyStats{}, errors.New("fd 0 is not a regular file")
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return smtp.BodyStats{}, err
+	}
+	stats, err := smtp.ScanBody(f)
+	if err == nil && stats.PartialFinalLine {
+		err = smtp.ErrPartialFinalLine
+	}
+	if err != nil {
+		return stats, err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return stats, err
+}
+
+// cleanEnv drops every variable that could steer the chain from outside:
+// the chain's own, the UCSPI ones the connector sets, and the TLS ones a
+// tls-io stage reads (s6 names).
+func cleanEnv(env []string) []string {
+	drop := []string{"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT",
+		"TCPREMOTEHOST", "TCPLOCALHOST", "TCPREMOTEINFO",
+		"CAFILE", "CADIR", "CERTFILE", "KEYFILE", "TLS_UID", "TLS_GID"}
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, chainenv.Prefix) || strings.HasPrefix(k, "SSL_") || slices.Contains(drop, k) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// ipme is this host's set of addresses for the loop rule (SPEC 5): like
+// stock, every address of every interface plus 0.0.0.0 (which connects to
+// this host); control/ipme adds addresses (NAT, load balancers), and
+// control/notipme removes some (the moreipme/notipme convention).
+func ipme(extra, not []netip.Addr) string {
+	set := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				set = append(set, p.Addr().WithZone("").Unmap())
+			}
+		}
+	}
+	set = append(set, extra...)
+	var out []string
+	for _, a := range set {
+		if slices.Contains(not, a) {
+			continue
+		}
+		s := a.String()
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
+}
