@@ -1,0 +1,333 @@
+// Package routes implements control/smtproutes (SPEC 4): the parser of the
+// text file, the stock qmail-remote matching rules, and the compiled form
+// QMAILRUN/qmail-remote/smtproutes.cdb that hundreds of concurrent
+// deliveries share.
+package routes
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// File is the text file's name as the administrator knows it, relative to
+// the qmail home. Error texts use it.
+const File = "control/smtproutes"
+
+// Limits against runaway files (a log written to the wrong path, a binary
+// copied over the file): they keep memory and compile time bounded.
+const (
+	MaxLine = 1024     // bytes per line, before trailing blanks are stripped
+	MaxText = 16 << 20 // bytes of text in the whole file
+)
+
+// DefaultPort is the SMTP port (RFC 5321 4.5.4.2 leaves it to the
+// well-known 25).
+const DefaultPort = 25
+
+// Route is the result of a lookup.
+type Route struct {
+	// Relay is a lower-case host name or a canonical address literal
+	// "[192.0.2.7]" / "[2001:db8::7]". Empty: look up MX records as usual.
+	Relay string
+	// Port is the TCP port, DefaultPort unless the route says otherwise.
+	Port int
+	// Found says whether some entry matched the host.
+	Found bool
+}
+
+// NoRoute is what a host without a matching entry gets.
+var NoRoute = Route{Port: DefaultPort}
+
+// Table is a parsed smtproutes file: a key (lower-case domain, ".suffix",
+// canonical literal, or "" for the default route) to its route.
+type Table struct {
+	routes map[string]Route
+}
+
+// Len returns the number of distinct keys.
+func (t *Table) Len() int { return len(t.routes) }
+
+// Lookup finds the route for host the way stock qmail-remote does.
+func (t *Table) Lookup(host string) Route {
+	for _, k := range Keys(host) {
+		if r, ok := t.routes[k]; ok {
+			return r
+		}
+	}
+	return NoRoute
+}
+
+// Keys lists the keys tried for host, in order. Stock qmail-remote tries the
+// host itself, then every suffix starting at a dot (so ".af.mil" matches
+// "x.af.mil" but not "af.mil"), then "" (the default route); matching is
+// case-insensitive (constmap folds case). An address literal "[...]" is
+// canonicalised and tried whole, then the default only: its suffixes
+// (".2.1]") are not domains, and stock trying them was an accident.
+func Keys(host string) []string {
+	if strings.HasPrefix(host, "[") {
+		if a, err := parseLiteral(host); err == nil {
+			return []string{a, ""}
+		}
+		return []string{""}
+	}
+	host = lowerASCII(host)
+	keys := []string{host}
+	for i := 0; i < len(host); i++ {
+		if host[i] == '.' {
+			keys = append(keys, host[i:])
+		}
+	}
+	if host != "" {
+		keys = append(keys, "")
+	}
+	return keys
+}
+
+// SyntaxError is a problem in the text of control/smtproutes. Line is
+// 1-based; 0 means the file as a whole.
+type SyntaxError struct {
+	Line   int
+	Reason string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line == 0 {
+		return File + ": " + e.Reason
+	}
+	return fmt.Sprintf("%s line %d: %s", File, e.Line, e.Reason)
+}
+
+// Parse reads the text of control/smtproutes. Each line is "domain:relay"
+// or "domain:relay:port"; trailing spaces, tabs and CRs are stripped, empty
+// lines and lines starting with '#' are skipped (qmail-control(5)).
+//
+// Unlike stock, which silently skips a line without ':' and reads a bad
+// port as whatever scan_ulong makes of it, every malformed line is an error
+// naming the line: a typo must make mail wait, not misroute it.
+//
+// When a key appears twice the last entry wins, as in stock: constmap.c
+// pushes each entry on the head of its hash chain, so a lookup meets the
+// last one first.
+func Parse(text []byte) (*Table, error) {
+	if len(text) > MaxText {
+		return nil, &SyntaxError{0, fmt.Sprintf("is larger than %d bytes", MaxText)}
+	}
+	t := &Table{routes: make(map[string]Route)}
+	for n := 1; len(text) > 0; n++ {
+		var line []byte
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			line, text = text, nil
+		}
+		if len(line) > MaxLine {
+			return nil, &SyntaxError{n, fmt.Sprintf("line longer than %d bytes", MaxLine)}
+		}
+		line = bytes.TrimRight(line, " \t\r")
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		key, r, reason := parseLine(string(line))
+		if reason != "" {
+			return nil, &SyntaxError{n, reason}
+		}
+		t.routes[key] = r
+	}
+	return t, nil
+}
+
+// parseLine parses one non-empty, non-comment line. A literal is parsed
+// before the field separator is looked for, since IPv6 literals hold ':'.
+//
+//	line   = domain ":" relay [ ":" port ]
+//	domain = "" | name | "[" addr "]"
+//	relay  = "" | name | ipv4 | "[" addr "]"
+func parseLine(line string) (key string, r Route, reason string) {
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c < 0x20 || c == 0x7f:
+			return "", r, fmt.Sprintf("control character 0x%02x", c)
+		case c == ' ':
+			return "", r, fmt.Sprintf("space in %q (no spaces allowed)", clip(line))
+		}
+	}
+	r = Route{Port: DefaultPort, Found: true}
+
+	// The domain.
+	var rest string
+	if strings.HasPrefix(line, "[") {
+		end := strings.IndexByte(line, ']')
+		if end < 0 {
+			return "", r, fmt.Sprintf("no ']' closing the address literal %q", clip(line))
+		}
+		lit, err := parseLiteral(line[:end+1])
+		if err != nil {
+			return "", r, err.Error()
+		}
+		key, rest = lit, line[end+1:]
+		if rest == "" {
+			return "", r, fmt.Sprintf("missing ':' after %q", clip(line[:end+1]))
+		}
+		if rest[0] != ':' {
+			return "", r, fmt.Sprintf("junk %q after ']'", clip(rest))
+		}
+		rest = rest[1:]
+	} else {
+		i := strings.IndexByte(line, ':')
+		if i < 0 {
+			return "", r, fmt.Sprintf("missing ':' in %q", clip(line))
+		}
+		key, rest = lowerASCII(line[:i]), line[i+1:]
+		if strings.ContainsAny(key, "[]") {
+			return "", r, fmt.Sprintf("stray bracket in domain %q", clip(key))
+		}
+	}
+
+	// The relay.
+	var port string
+	hasPort := false
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return "", r, fmt.Sprintf("no ']' closing the address literal %q", clip(rest))
+		}
+		lit, err := parseLiteral(rest[:end+1])
+		if err != nil {
+			return "", r, err.Error()
+		}
+		r.Relay = lit
+		after := rest[end+1:]
+		switch {
+		case after == "":
+		case after[0] == ':':
+			port, hasPort = after[1:], true
+		default:
+			return "", r, fmt.Sprintf("junk %q after ']'", clip(after))
+		}
+	} else {
+		relay := rest
+		if i := strings.IndexByte(rest, ':'); i >= 0 {
+			relay, port, hasPort = rest[:i], rest[i+1:], true
+		}
+		if a, err := netip.ParseAddr(rest); err == nil && a.Is6() {
+			return "", r, fmt.Sprintf("IPv6 relay %q must be written in brackets, [%s]", clip(rest), clip(rest))
+		}
+		rel, reason := parseRelayName(relay)
+		if reason != "" {
+			return "", r, reason
+		}
+		r.Relay = rel
+	}
+	if hasPort {
+		p, ok := parsePort(port)
+		if !ok {
+			return "", r, fmt.Sprintf("bad port %q", clip(port))
+		}
+		r.Port = p
+	}
+	return key, r, ""
+}
+
+// parsePort accepts decimal 1 to 65535 (leading zeros allowed, no sign).
+func parsePort(s string) (int, bool) {
+	if s == "" || len(s) > 5 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, false
+	}
+	return p, true
+}
+
+// parseRelayName checks a relay host name, lower-cases it, and turns a bare
+// IPv4 address into a literal: stock dns.c takes a relay that ip_scan
+// accepts as the address itself, not as a name to look up.
+func parseRelayName(s string) (string, string) {
+	if s == "" {
+		return "", ""
+	}
+	s = lowerASCII(s)
+	allDigits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9', c == '.':
+		case c >= 'a' && c <= 'z', c == '-', c == '_':
+			allDigits = false
+		default:
+			return "", fmt.Sprintf("bad character %q in relay %q", c, clip(s))
+		}
+	}
+	if allDigits {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return "", fmt.Sprintf("relay %q is neither a host name nor an IPv4 address", clip(s))
+		}
+		return "[" + a.String() + "]", ""
+	}
+	name := strings.TrimSuffix(s, ".")
+	if len(name) > 253 {
+		return "", fmt.Sprintf("relay name %q longer than 253 bytes", clip(s))
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return "", fmt.Sprintf("empty label in relay name %q", clip(s))
+		}
+		if len(label) > 63 {
+			return "", fmt.Sprintf("label longer than 63 bytes in relay name %q", clip(s))
+		}
+	}
+	return s, ""
+}
+
+// parseLiteral canonicalises an address literal: "[192.0.2.1]",
+// "[IPv6:2001:db8::1]" (RFC 5321 4.1.3) or "[2001:db8::1]" become
+// "[<address>]" in netip's canonical form, IPv4-mapped IPv6 unmapped, so
+// that any spelling of one address is one key.
+func parseLiteral(s string) (string, error) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return "", fmt.Errorf("bad address literal %q", clip(s))
+	}
+	in := s[1 : len(s)-1]
+	tagged := len(in) >= 5 && strings.EqualFold(in[:5], "IPv6:")
+	if tagged {
+		in = in[5:]
+	}
+	a, err := netip.ParseAddr(in)
+	if err != nil || a.Zone() != "" || (tagged && !a.Is6()) {
+		return "", fmt.Errorf("bad address literal %q", clip(s))
+	}
+	return "[" + a.Unmap().String() + "]", nil
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// clip keeps error texts short: a reason quotes at most 60 bytes.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}

@@ -1,0 +1,57 @@
+// qmail-newsmtproutes compiles control/smtproutes into
+// QMAILRUN/qmail-remote/smtproutes.cdb now, like qmail-newmrh does for
+// morercpthosts. Deliveries compile a stale cdb themselves; running this
+// after an edit only moves the work (and the syntax check) to the admin's
+// terminal.
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/paths"
+	"qmail-remote-go/src/internal/routes"
+)
+
+const usage = "qmail-newsmtproutes"
+
+const prog = "qmail-newsmtproutes"
+
+func main() {
+	if len(os.Args) != 1 {
+		chain.Usage(usage)
+	}
+	home := dir(chainenv.QmailHome, paths.QmailHome)
+	// As qmail-remote: without a configured run directory, it follows the
+	// qmail home, overridden or not.
+	defRun := paths.Run()
+	if paths.QmailRun == "" {
+		defRun = filepath.Join(home, "run")
+	}
+	run := dir(chainenv.QmailRun, defRun)
+	err := routes.Compile(home, run)
+	var se *routes.SyntaxError
+	switch {
+	case err == nil:
+	case errors.As(err, &se):
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	default:
+		chain.Die(chain.ExitSystem, prog, "%v", err)
+	}
+}
+
+// dir returns the override from the environment, or the configured
+// default. An override must be an absolute path.
+func dir(name, def string) string {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	if !filepath.IsAbs(v) {
+		chain.Die(chain.ExitUsage, prog, "%s must be an absolute path, not %q", name, v)
+	}
+	return filepath.Clean(v)
+}

@@ -1,0 +1,69 @@
+// qmail-remote-routes is the routes stage of the chain: it looks the
+// delivery's host up in control/smtproutes (compiling smtproutes.cdb first
+// when the text has changed), exports the relay and port, and execs into
+// the rest of its command line.
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/routes"
+)
+
+const usage = "qmail-remote-routes prog..."
+
+const prog = "qmail-remote-routes"
+
+func main() {
+	if len(os.Args) < 2 {
+		chain.Usage(usage)
+	}
+	home := absDir(chainenv.QmailHome)
+	run := absDir(chainenv.QmailRun)
+	host, err := chainenv.NonEmpty(chainenv.Host)
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	}
+
+	r, err := routes.Lookup(home, run, host)
+	if err != nil {
+		// A broken smtproutes is a delivery outcome, not a stage failure:
+		// the mail waits in the queue (Z) until the admin fixes the file,
+		// rather than going wherever a half-read table would send it.
+		var se *routes.SyntaxError
+		var fe *routes.FileError
+		if !errors.As(err, &se) && !errors.As(err, &fe) {
+			chain.Die(chain.ExitSystem, prog, "%v", err)
+		}
+		if werr := report.Write(os.Stdout, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n"); werr != nil {
+			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", werr)
+		}
+		os.Exit(0)
+	}
+
+	if r.Relay != "" {
+		os.Setenv(chainenv.Relay, r.Relay)
+	} else {
+		os.Unsetenv(chainenv.Relay)
+	}
+	os.Setenv(chainenv.Port, strconv.Itoa(r.Port))
+	chain.ExecOrDie(prog, os.Args[1:])
+}
+
+// absDir reads a directory variable, which must be an absolute path.
+func absDir(name string) string {
+	v, err := chainenv.NonEmpty(name)
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	}
+	if !filepath.IsAbs(v) {
+		chain.Die(chain.ExitUsage, prog, "%s must be an absolute path, not %q", name, v)
+	}
+	return filepath.Clean(v)
+}
