@@ -86,6 +86,8 @@ func TestReplyClasses(t *testing.T) {
 			[]string{"Connected to 127.0.0.1 but connection died. Possible duplicate! (#4.4.2)"}, true},
 		{"close mid-body", smtptest.Script{Mid: smtptest.Close, MidAfter: 10}, nil, "r", 'Z',
 			[]string{"connection died"}, false},
+		{"reset mid-body", smtptest.Script{Mid: smtptest.Reset, MidAfter: 1000}, nil, "r", 'Z',
+			[]string{"connection died"}, false},
 		{"NUL in reply text", smtptest.Script{Mail: "550 bad\x00byte\x01"}, nil, "", 'D', []string{"550 bad?byte?"}, false},
 	}
 	for _, tc := range tests {
@@ -98,17 +100,24 @@ func TestReplyClasses(t *testing.T) {
 			if rcpts == nil {
 				rcpts = []string{"b@example.test"}
 			}
-			res := h.run(sample, append([]string{"example.test", "a@client.example.test"}, rcpts...)...)
+			msg := sample
+			if tc.script.Mid != "" {
+				// Big enough that the client is still writing when the
+				// server gives up: the dot is never sent.
+				msg += strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 1<<16)
+			}
+			res := h.run(msg, append([]string{"example.test", "a@client.example.test"}, rcpts...)...)
 			res.expect(t, tc.letter, tc.want...)
 			if res.rcptLetters() != tc.rcptsW {
 				t.Errorf("recipient reports %q, want letters %q", res.raw, tc.rcptsW)
 			}
-			if strings.Contains(res.message.Text, "Possible duplicate") != (tc.name == "close after dot") {
+			dup := tc.name == "close after dot" || tc.name == "after dot 354 is not a K"
+			if strings.Contains(res.message.Text, "Possible duplicate") != dup {
 				t.Errorf("Possible duplicate! where it should not be, or missing: %q", res.message.Text)
 			}
 			got := false
 			for _, m := range srv.Messages() {
-				got = got || m.Done && string(m.Data) == wire(sample)
+				got = got || m.Done && string(m.Data) == wire(msg)
 			}
 			if got != tc.body {
 				t.Errorf("server has the whole message: %v, want %v", got, tc.body)
@@ -179,6 +188,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("control file is a directory", func(t *testing.T) {
 		h := newHome(t)
 		route(h, srv)
+		h.removeControl("timeoutremote")
 		os.Mkdir(filepath.Join(h.dir, "control", "timeoutremote"), 0o755)
 		h.run(sample, "example.test", "a@b", "c@d").expect(t, 'Z', "control/timeoutremote is not a regular file")
 	})

@@ -1,0 +1,153 @@
+// Package connect opens the TCP connection to a mail server the way
+// qmail's timeoutconn does: a non-blocking connect(2) bounded by a timeout,
+// on a raw socket, so that the caller can hand the descriptor to a child
+// process (fd 6 and 7) instead of wrapping it in Go's net package.
+package connect
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTimeout says the server did not answer within the timeout: the case
+// tcpto counts.
+var ErrTimeout = errors.New("timed out")
+
+// Error is a failed attempt. Op is "socket" when no packet can have left
+// (the attempt says nothing about the server), "connect" otherwise.
+type Error struct {
+	Op  string
+	Err error // ErrTimeout or a unix.Errno
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Conn is a connected, blocking TCP socket.
+type Conn struct {
+	FD     int
+	Local  netip.AddrPort // as the kernel chose it
+	Remote netip.AddrPort
+}
+
+// Dial connects to remote within timeout. It never binds: the kernel picks
+// the source address (SPEC 6: binding to the helohost's address breaks
+// hosts behind NAT). The returned descriptor is blocking and close-on-exec.
+func Dial(remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
+	ip := remote.Addr().Unmap()
+	remote = netip.AddrPortFrom(ip, remote.Port())
+	family := unix.AF_INET6
+	if ip.Is4() {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, &Error{"socket", err}
+	}
+	c, err := dial(fd, remote, timeout)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return c, nil
+}
+
+func dial(fd int, remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
+	deadline := time.Now().Add(timeout)
+	err := unix.Connect(fd, sockaddr(remote))
+	if err == unix.EINTR { // the connect goes on in the background
+		err = unix.EINPROGRESS
+	}
+	if err == unix.EINPROGRESS {
+		err = wait(fd, deadline)
+	}
+	if err != nil {
+		return nil, &Error{"connect", err}
+	}
+	// The child gets the descriptor as its fds 6 and 7; a UCSPI client
+	// expects a blocking socket (qmail-remote-io and s6 tools alike).
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return nil, &Error{"connect", err}
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, &Error{"connect", err}
+	}
+	return &Conn{FD: fd, Local: addrPort(sa), Remote: remote}, nil
+}
+
+// wait polls for the end of a non-blocking connect, then reads its result.
+func wait(fd int, deadline time.Time) error {
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ErrTimeout
+		}
+		ms := int((left + time.Millisecond - 1) / time.Millisecond)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(fds, ms)
+		if err == unix.EINTR {
+			continue // bounded: the deadline does not move
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue // timed out: the next turn returns ErrTimeout
+		}
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soerr != 0 {
+			return unix.Errno(soerr)
+		}
+		return nil
+	}
+}
+
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// Reason explains a failed attempt to the postmaster, in the style of
+// qmail-remote's texts (the server's address first).
+func Reason(ip netip.Addr, err error) string {
+	var errno unix.Errno
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return fmt.Sprintf("Connection to %s timed out.", ip)
+	case errors.Is(err, unix.ECONNREFUSED):
+		return fmt.Sprintf("Connection to %s refused.", ip)
+	case errors.As(err, &errno):
+		return fmt.Sprintf("Connection to %s failed: %s.", ip, errno.Error())
+	}
+	return fmt.Sprintf("Connection to %s failed: %v.", ip, err)
+}
+
+// TimedOut tells whether err is a connect timeout (tcpto counts it).
+func TimedOut(err error) bool { return errors.Is(err, ErrTimeout) }
+
+// Attempted tells whether err comes from a real connect attempt, so that
+// tcpto may learn from it.
+func Attempted(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Op == "connect"
+}

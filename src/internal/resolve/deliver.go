@@ -1,0 +1,425 @@
+package resolve
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/report"
+)
+
+// Report texts. The first four are stock qmail-remote's (perm_dns,
+// temp_dns, perm_nomx, perm_ambigmx): log analysers know them.
+const (
+	TextNXDomain    = "Sorry, I couldn't find any host named %s. (#5.1.2)"
+	TextTempDNS     = "Sorry, I couldn't find any host by that name. (#4.1.2)"
+	TextNoMX        = "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)"
+	TextAmbiguousMX = "Sorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)"
+	TextNullMX      = "Sorry, %s does not accept mail (null MX, RFC 7505). (#5.1.10)"
+	TextRelayNX     = "Sorry, I couldn't find any host named %s (the smtproutes relay). (#4.1.2)"
+	TextRelayNoAddr = "Sorry, I couldn't find an IP address for %s (the smtproutes relay). (#4.4.4)"
+	TextTimeoutDNS  = "DNS lookups took longer than timeoutdns (%d s)"
+)
+
+// Bounds on what one delivery may fan out to.
+const (
+	MaxTargets    = 64  // MX host names looked up (the best ones)
+	MaxCandidates = 100 // addresses handed to the connector
+)
+
+// Request says what to resolve.
+type Request struct {
+	Host       string        // the host argument: a domain or an address literal
+	Relay      string        // the smtproutes relay ("" for none): a name or an address literal
+	IPMe       []netip.Addr  // this host's addresses (the ipme rule)
+	TimeoutDNS time.Duration // bound on the whole DNS phase; 0: none
+	// Shuffle puts MX of equal preference in random order; nil means
+	// math/rand/v2's Shuffle. Tests pass their own.
+	Shuffle func(n int, swap func(i, j int))
+}
+
+// Outcome is either candidates (Letter 0) or a message report.
+type Outcome struct {
+	Candidates []chainenv.Candidate
+	Letter     byte   // 0, report.Temporary or report.Permanent
+	Text       string // the report text when Letter is set
+}
+
+func permanent(format string, args ...any) Outcome {
+	return Outcome{Letter: report.Permanent, Text: fmt.Sprintf(format, args...)}
+}
+
+// CheckRelay validates a QMAILREMOTE_RELAY value: an address literal
+// ([192.0.2.7], [2001:db8::7], [IPv6:2001:db8::7]), a bare address, or a
+// domain name.
+func CheckRelay(relay string) error {
+	if a, isLit, ok := literal(relay); isLit {
+		if !ok {
+			return fmt.Errorf("%q is not a valid address literal", relay)
+		}
+		if !usable(a) {
+			return fmt.Errorf("%q is not an address one can connect to", relay)
+		}
+		return nil
+	}
+	if !validName(relay) {
+		return fmt.Errorf("%q is not a valid host name", relay)
+	}
+	return nil
+}
+
+// literal parses an address literal: [192.0.2.1], [IPv6:2001:db8::1]
+// (RFC 5321 4.1.3), [2001:db8::1], or, as stock qmail's dns.c does, a bare
+// dotted quad (and here a bare IPv6 address too: no domain has a colon).
+// isLit says whether s is meant as a literal (brackets or a bare address);
+// ok whether it is a valid one.
+func literal(s string) (a netip.Addr, isLit, ok bool) {
+	if strings.HasPrefix(s, "[") {
+		if !strings.HasSuffix(s, "]") {
+			return a, true, false
+		}
+		in := s[1 : len(s)-1]
+		tagged := len(in) >= 5 && strings.EqualFold(in[:5], "IPv6:")
+		if tagged {
+			in = in[5:]
+		}
+		a, err := netip.ParseAddr(in)
+		if err != nil || a.Zone() != "" || (tagged && !a.Is6()) {
+			return a, true, false
+		}
+		return a.Unmap(), true, true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return a, false, false
+	}
+	return a.Unmap(), true, true
+}
+
+// validName accepts what can be asked of the DNS and written in the
+// candidate list: printable ASCII without spaces, backslashes (miekg/dns
+// would read one as an escape) or slashes. No IDN conversion: a UTF-8
+// domain cannot be in the DNS as such (and its bytes may hold Unicode
+// spaces, which would split the candidate list).
+func validName(s string) bool {
+	if s == "" || s == "." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '\\' || c == '/' {
+			return false
+		}
+	}
+	_, ok := dns.IsDomainName(s)
+	return ok
+}
+
+// usable says whether one can connect to a: not unspecified, "this
+// network" 0/8, multicast, 240/4 (broadcast included), or an IPv6
+// link-local address (which needs a zone we don't have).
+func usable(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+		return false
+	}
+	if a.Is4() {
+		b := a.As4()
+		return b[0] != 0 && b[0] < 240
+	}
+	return !a.IsLinkLocalUnicast()
+}
+
+// Resolve applies SPEC 5: it returns the ordered candidates, or the report
+// that ends the delivery.
+func Resolve(ctx context.Context, r Resolver, req Request) Outcome {
+	d := &delivery{r: r, req: req}
+	if req.TimeoutDNS > 0 {
+		d.deadline = time.Now().Add(req.TimeoutDNS)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.deadline)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends lookups nobody waits for any more
+	d.ctx = ctx
+	if req.Relay != "" {
+		return d.relay()
+	}
+	if a, isLit, ok := literal(req.Host); isLit {
+		if !ok || !usable(a) {
+			return permanent(TextNXDomain, req.Host)
+		}
+		return d.finish([]cand{{chainenv.Candidate{Name: "[" + a.String() + "]", Addr: a}, 0}})
+	}
+	if !validName(req.Host) {
+		return permanent(TextNXDomain, req.Host)
+	}
+	return d.mx()
+}
+
+type delivery struct {
+	ctx        context.Context
+	r          Resolver
+	req        Request
+	deadline   time.Time // of timeoutdns, if set
+	tempPref   int       // best preference whose lookup failed temporarily
+	tempDetail string    // what failed first
+	temp       bool
+}
+
+type cand struct {
+	chainenv.Candidate
+	pref int
+}
+
+// pending is a lookup running in its own goroutine.
+type pending struct {
+	ch   chan Answer
+	done bool
+	ans  Answer
+}
+
+func (d *delivery) start(ctx context.Context, name string, qtype uint16) *pending {
+	p := &pending{ch: make(chan Answer, 1)}
+	go func() { p.ch <- d.r.Lookup(ctx, name, qtype) }()
+	return p
+}
+
+func (p *pending) wait() Answer {
+	if !p.done {
+		p.ans, p.done = <-p.ch, true
+	}
+	return p.ans
+}
+
+// target is one host whose addresses are being looked up.
+type target struct {
+	name    string // as it goes in the candidate list
+	pref    int
+	a, aaaa *pending
+}
+
+func (d *delivery) noteTemp(pref int, detail string) {
+	if !d.temp || pref < d.tempPref {
+		d.tempPref = pref
+	}
+	if !d.temp {
+		d.tempDetail = detail
+	}
+	d.temp = true
+}
+
+// temporary is the stock Z, with a line saying what failed.
+func (d *delivery) temporary(detail string) Outcome {
+	// A socket deadline may fire a hair before the context's timer does:
+	// look at the clock, not at ctx.Err.
+	if !d.deadline.IsZero() && !time.Now().Before(d.deadline) {
+		detail = fmt.Sprintf(TextTimeoutDNS, int64(d.req.TimeoutDNS/time.Second))
+	}
+	text := TextTempDNS
+	if detail != "" {
+		text += "\n" + detail
+	}
+	return Outcome{Letter: report.Temporary, Text: text}
+}
+
+// mx: MX of the host and, speculatively and at the same time, its own A and
+// AAAA (needed when there is no MX: that saves a round trip), then A and
+// AAAA of every MX at once.
+func (d *delivery) mx() Outcome {
+	host := show(d.req.Host)
+	mxq := d.start(d.ctx, host, dns.TypeMX)
+	spec, cancelSpec := context.WithCancel(d.ctx)
+	defer cancelSpec()
+	self := &target{name: host, pref: 0, a: d.start(spec, host, dns.TypeA), aaaa: d.start(spec, host, dns.TypeAAAA)}
+
+	mx := mxq.wait()
+	switch mx.Kind {
+	case NXDomain:
+		return permanent(TextNXDomain, d.req.Host)
+	case Temporary:
+		return d.temporary(mx.Detail)
+	case NoData:
+		// RFC 5321 5.1: no MX, the host itself is the implicit MX, at
+		// preference 0.
+		return d.finish(d.collect([]*target{self}))
+	}
+
+	// RFC 7505 3: a null MX is a single MX whose exchange is ".".
+	var targets []*target
+	byName := map[string]*target{} // the same host twice: keep its best preference
+	nulls, records := 0, 0
+	for _, rr := range mx.Records {
+		m, ok := rr.(*dns.MX)
+		if !ok {
+			continue
+		}
+		records++
+		if m.Mx == "." {
+			nulls++
+			continue
+		}
+		name := show(m.Mx)
+		if !validName(name) {
+			continue // cannot be asked for, nor written in the candidate list
+		}
+		key := strings.ToLower(name)
+		if t := byName[key]; t != nil {
+			t.pref = min(t.pref, int(m.Preference))
+			continue
+		}
+		byName[key] = &target{name: name, pref: int(m.Preference)}
+		targets = append(targets, byName[key])
+	}
+	if records > 0 && nulls == records {
+		return permanent(TextNullMX, d.req.Host)
+	}
+	if len(targets) == 0 {
+		return permanent("%s", TextNoMX)
+	}
+	d.order(targets)
+	if len(targets) > MaxTargets {
+		targets = targets[:MaxTargets]
+	}
+	usedSelf := false
+	for _, t := range targets {
+		if strings.EqualFold(t.name, host) && !usedSelf {
+			t.a, t.aaaa, usedSelf = self.a, self.aaaa, true
+			continue
+		}
+		t.a, t.aaaa = d.start(d.ctx, t.name, dns.TypeA), d.start(d.ctx, t.name, dns.TypeAAAA)
+	}
+	if !usedSelf {
+		cancelSpec()
+	}
+	return d.finish(d.collect(targets))
+}
+
+// order sorts by preference, equal preferences in random order (as stock's
+// dns_mxip, RFC 5321 5.1).
+func (d *delivery) order(ts []*target) {
+	slices.SortStableFunc(ts, func(a, b *target) int { return cmp.Compare(a.pref, b.pref) })
+	shuffle := d.req.Shuffle
+	if shuffle == nil {
+		shuffle = rand.Shuffle
+	}
+	for i := 0; i < len(ts); {
+		j := i + 1
+		for j < len(ts) && ts[j].pref == ts[i].pref {
+			j++
+		}
+		group := ts[i:j]
+		shuffle(len(group), func(x, y int) { group[x], group[y] = group[y], group[x] })
+		i = j
+	}
+}
+
+// collect waits for the targets' lookups and lists their addresses in
+// order: each target's IPv6 addresses, then its IPv4 ones; each address
+// once, where it first appears.
+func (d *delivery) collect(ts []*target) []cand {
+	var out []cand
+	seen := map[netip.Addr]bool{}
+	for _, t := range ts {
+		for _, p := range []*pending{t.aaaa, t.a} {
+			ans := p.wait()
+			if ans.Kind == Temporary {
+				d.noteTemp(t.pref, ans.Detail)
+				continue
+			}
+			for _, rr := range ans.Records {
+				var a netip.Addr
+				switch v := rr.(type) {
+				case *dns.A:
+					a, _ = netip.AddrFromSlice(v.A)
+				case *dns.AAAA:
+					a, _ = netip.AddrFromSlice(v.AAAA)
+				}
+				a = a.Unmap()
+				if !usable(a) || seen[a] || len(out) >= MaxCandidates {
+					continue
+				}
+				seen[a] = true
+				out = append(out, cand{chainenv.Candidate{Name: t.name, Addr: a}, t.pref})
+			}
+		}
+	}
+	return out
+}
+
+// finish applies stock qmail-remote's rules to the address list: none and
+// a temporary failure is Z (temp_dns), none is D (perm_nomx); then the
+// ipme rule: if one of our own addresses is listed, only MX strictly better
+// than the best such one are kept, and none left is D (perm_ambigmx).
+func (d *delivery) finish(cs []cand) Outcome {
+	if len(cs) == 0 {
+		if d.temp {
+			return d.temporary(d.tempDetail)
+		}
+		return permanent("%s", TextNoMX)
+	}
+	prefme := -1
+	for _, c := range cs {
+		if slices.Contains(d.req.IPMe, c.Addr) && (prefme < 0 || c.pref < prefme) {
+			prefme = c.pref
+		}
+	}
+	var out []chainenv.Candidate
+	for _, c := range cs {
+		if prefme < 0 || c.pref < prefme {
+			out = append(out, c.Candidate)
+		}
+	}
+	if len(out) == 0 {
+		// Stock bounces here even when a better MX only failed to resolve
+		// for now, although that MX may be the one to take the mail: wait.
+		if d.temp && d.tempPref < prefme {
+			return d.temporary(d.tempDetail)
+		}
+		return permanent("%s", TextAmbiguousMX)
+	}
+	return Outcome{Candidates: out}
+}
+
+// relay: smtproutes sends the mail to a given host. Its A and AAAA are
+// looked up at once; no MX, and no ipme rule (so that a route may point at
+// this very host, e.g. a filter listening on 127.0.0.1:10025). A relay that
+// cannot be found is a broken route: Z, not D (stock bounces), the mail
+// waits for the admin to fix it.
+func (d *delivery) relay() Outcome {
+	relay := d.req.Relay
+	if a, isLit, ok := literal(relay); isLit {
+		if !ok || !usable(a) {
+			return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, relay)}
+		}
+		return Outcome{Candidates: []chainenv.Candidate{{Name: "[" + a.String() + "]", Addr: a}}}
+	}
+	if !validName(relay) {
+		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, relay)}
+	}
+	name := show(relay)
+	t := &target{name: name, a: d.start(d.ctx, name, dns.TypeA), aaaa: d.start(d.ctx, name, dns.TypeAAAA)}
+	cs := d.collect([]*target{t})
+	if len(cs) > 0 {
+		out := make([]chainenv.Candidate, len(cs))
+		for i, c := range cs {
+			out[i] = c.Candidate
+		}
+		return Outcome{Candidates: out}
+	}
+	if d.temp {
+		return d.temporary(d.tempDetail)
+	}
+	if t.a.wait().Kind == NXDomain || t.aaaa.wait().Kind == NXDomain {
+		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, name)}
+	}
+	return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, name)}
+}

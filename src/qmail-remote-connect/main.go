@@ -1,0 +1,398 @@
+// qmail-remote-connect walks the candidate addresses the resolver found,
+// best first: it skips those tcpto says timed out recently, connects to the
+// others with timeoutconnect, and runs prog... (qmail-remote-io) on each
+// connection, with the socket on fds 6 and 7 and the UCSPI variables set,
+// as s6-tcpclient would.
+//
+// It spawns prog instead of exec'ing into it, unlike s6-tcpclient, because
+// it must learn the outcome: exit 10 with one Z report means "this server
+// failed before the mail transaction began", and the next candidate gets
+// its turn. Anything else is final.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/connect"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/tcpto"
+)
+
+const usage = "qmail-remote-connect prog..."
+
+const progName = "qmail-remote-connect"
+
+// Texts of the message reports this stage decides.
+const (
+	noConnection = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+	noAddress    = "No address to connect to.\n"
+	skippedFmt   = "%s skipped: recent connection timeouts (tcpto)."
+	// Bound on the list of earlier attempts appended to noConnection;
+	// report.Format cuts the whole report at 4096 bytes anyway.
+	attemptsBudget = 1500
+)
+
+// config is what this stage reads from the environment (doc/chain.md).
+type config struct {
+	candidates []chainenv.Candidate
+	port       uint16
+	timeout    time.Duration
+	qmailHome  string
+	qmailRun   string
+	nrcpt      int
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		chain.Usage(usage)
+	}
+	cfg, err := readConfig()
+	if err != nil {
+		chain.Die(chain.ExitUsage, progName, "%v", err)
+	}
+	argv := os.Args[1:]
+	// Find prog before connecting: a server must not see a connection
+	// that we then drop because of our own installation problem.
+	path, err := chain.LookPath(argv[0])
+	if err == nil {
+		err = unix.Access(path, unix.X_OK)
+	}
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to find %s: %v", argv[0], err)
+	}
+	w := &walker{
+		cfg:   cfg,
+		tab:   tcpto.Open(cfg.qmailHome, cfg.qmailRun),
+		dial:  connect.Dial,
+		run:   func(c chainenv.Candidate, conn *connect.Conn) child { return spawn(path, argv, c, conn, cfg.nrcpt) },
+		label: filepath.Base(argv[0]),
+	}
+	if err := writeReports(os.Stdout, w.walk()); err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to write to stdout: %v", err)
+	}
+	os.Exit(0)
+}
+
+func readConfig() (config, error) {
+	var cfg config
+	v, err := chainenv.String(chainenv.Candidates)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.candidates, err = chainenv.ParseCandidates(v); err != nil {
+		return cfg, err
+	}
+	port, err := chainenv.Int(chainenv.Port, 1, 65535)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.port = uint16(port)
+	if cfg.timeout, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
+		return cfg, err
+	}
+	for _, d := range []struct {
+		name string
+		p    *string
+	}{{chainenv.QmailHome, &cfg.qmailHome}, {chainenv.QmailRun, &cfg.qmailRun}} {
+		if *d.p, err = chainenv.NonEmpty(d.name); err != nil {
+			return cfg, err
+		}
+		if !filepath.IsAbs(*d.p) {
+			return cfg, &chainenv.Error{Name: d.name, Reason: fmt.Sprintf("must be an absolute path, not %q", *d.p)}
+		}
+	}
+	n, err := chainenv.Int(chainenv.Rcpts, 1, 1<<20)
+	cfg.nrcpt = int(n)
+	return cfg, err
+}
+
+// verdict says what a child's run means for the walk.
+type verdict int
+
+const (
+	// final: the child's output is the delivery's outcome; forward it.
+	final verdict = iota
+	// next: the child failed before MAIL (exit 10, one Z): try the next
+	// candidate.
+	next
+	// broken: the child died or said something we cannot trust. It may
+	// have started the transaction, so no other candidate may be tried.
+	broken
+)
+
+// child is the outcome of one run of prog.
+type child struct {
+	verdict verdict
+	out     []byte // final: the child's whole output
+	text    string // next: the Z text; broken: what went wrong
+}
+
+type walker struct {
+	cfg   config
+	tab   *tcpto.Table
+	dial  func(netip.AddrPort, time.Duration) (*connect.Conn, error)
+	run   func(chainenv.Candidate, *connect.Conn) child
+	label string // prog's name, for reports
+}
+
+// walk tries the candidates in order, the way stock qmail-remote's main
+// loop does (tcpto, connect, tcpto_err), and returns the output to print:
+// the child's reports or one Z.
+func (w *walker) walk() []byte {
+	if len(w.cfg.candidates) == 0 {
+		return report.Format(report.Temporary, noConnection+noAddress)
+	}
+	var reasons []string
+	for _, c := range w.cfg.candidates {
+		if w.tab.Skip(c.Addr) {
+			reasons = append(reasons, fmt.Sprintf(skippedFmt, c.Addr))
+			continue
+		}
+		conn, err := w.dial(netip.AddrPortFrom(c.Addr, w.cfg.port), w.cfg.timeout)
+		if err != nil {
+			// As stock: a timeout counts, any other connect error
+			// clears (the host answered, so it is up). A socket()
+			// failure says nothing about the host.
+			if connect.Attempted(err) {
+				w.tab.Record(c.Addr, connect.TimedOut(err))
+			}
+			reasons = append(reasons, connect.Reason(c.Addr, err))
+			continue
+		}
+		w.tab.Record(c.Addr, false)
+		res := w.run(c, conn)
+		switch res.verdict {
+		case final:
+			return res.out
+		case next:
+			reasons = append(reasons, res.text)
+			continue
+		}
+		// The child may have sent MAIL, RCPT, even the whole message
+		// and the dot before it died: trying another server could
+		// deliver twice, and we cannot tell, so say so (as stock's
+		// "connection died" after the dot).
+		return report.Format(report.Temporary, fmt.Sprintf(
+			"Connected to %s but %s failed: %s. Possible duplicate! (#4.4.2)\n", c.Addr, w.label, res.text))
+	}
+	return report.Format(report.Temporary, noConnection+summary(reasons))
+}
+
+// summary gives the last reason in full (SPEC 6: better than stock's bare
+// "Sorry"), then the earlier ones, one line each, while they fit.
+func summary(reasons []string) string {
+	var b strings.Builder
+	last := reasons[len(reasons)-1]
+	b.WriteString(strings.TrimRight(last, "\n"))
+	b.WriteString("\n")
+	if len(reasons) == 1 {
+		return b.String()
+	}
+	b.WriteString("Earlier attempts:\n")
+	used := 0
+	for i, r := range reasons[:len(reasons)-1] {
+		line, _, _ := strings.Cut(strings.TrimRight(r, "\n"), "\n")
+		if used+len(line)+1 > attemptsBudget {
+			fmt.Fprintf(&b, "(%d more)\n", len(reasons)-1-i)
+			break
+		}
+		used += len(line) + 1
+		b.WriteString(line)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// writeReports writes out (well-formed reports) one report per write(2):
+// a pipe write of at most PIPE_BUF bytes is atomic, so a crash can never
+// leave half a report behind.
+func writeReports(w io.Writer, out []byte) error {
+	for len(out) > 0 {
+		i := bytes.IndexByte(out, 0)
+		if i < 0 {
+			i = len(out) - 1
+		}
+		if _, err := w.Write(out[:i+1]); err != nil {
+			return err
+		}
+		out = out[i+1:]
+	}
+	return nil
+}
+
+// ucspiVars are replaced in the child's environment.
+var ucspiVars = []string{chainenv.Proto, chainenv.TCPRemoteIP, chainenv.TCPRemotePort,
+	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName}
+
+func childEnv(c chainenv.Candidate, conn *connect.Conn) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, u := range ucspiVars {
+			keep = keep && k != u
+		}
+		if keep {
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		chainenv.Proto+"=TCP",
+		chainenv.TCPRemoteIP+"="+conn.Remote.Addr().String(),
+		chainenv.TCPRemotePort+"="+strconv.Itoa(int(conn.Remote.Port())),
+		chainenv.TCPLocalIP+"="+conn.Local.Addr().String(),
+		chainenv.TCPLocalPort+"="+strconv.Itoa(int(conn.Local.Port())),
+		chainenv.MXName+"="+c.Name)
+}
+
+// outputLimit bounds what a child may print: nrcpt recipient reports and
+// one message report, each at most report.Max bytes. More is garbage.
+func outputLimit(nrcpt int) int { return (nrcpt + 1) * report.Max }
+
+// outputGrace is how long we keep reading the child's stdout after it
+// exited: a grandchild that inherited the pipe must not hold us forever.
+const outputGrace = time.Second
+
+// spawn runs prog on conn and judges its exit. It closes conn.
+func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, nrcpt int) child {
+	sock := os.NewFile(uintptr(conn.FD), "socket")
+	defer sock.Close()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to create a pipe: %v", err)
+	}
+	defer rd.Close()
+	// Every stage seeks fd 0 to the start itself (doc/chain.md); rewinding
+	// here too costs nothing and keeps a careless prog from sending an
+	// empty message after an earlier candidate read it.
+	unix.Seek(0, 0, io.SeekStart)
+
+	// The child's diagnostics are kept (bounded) so that a crash can be
+	// explained in the Z report: under qmail-remote nobody else reads them.
+	diag := &firstBytes{max: 1024}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   argv,
+		Env:    childEnv(c, conn),
+		Stdin:  os.Stdin,
+		Stdout: wr,
+		Stderr: diag,
+		// ExtraFiles[i] is fd 3+i: fds 3, 4 and 5 closed, the socket
+		// on 6 (read) and 7 (write), the UCSPI client convention.
+		ExtraFiles: []*os.File{nil, nil, nil, sock, sock},
+		// If we die, prog must not go on talking to the server while
+		// qmail-remote reports a failure: that would be a duplicate.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	// Pdeathsig fires when the thread that forked exits, not the process:
+	// keep this goroutine on its thread until the child is reaped.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	wr.Close()
+	sock.Close()
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to run %s: %v", path, err)
+	}
+
+	type output struct {
+		b        []byte
+		overflow bool
+	}
+	done := make(chan output, 1)
+	go func() {
+		var o output
+		limit := outputLimit(nrcpt)
+		buf := make([]byte, 4096)
+		for {
+			n, err := rd.Read(buf)
+			if len(o.b)+n > limit {
+				o.overflow = true
+				cmd.Process.Kill()
+				break
+			}
+			o.b = append(o.b, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		done <- o
+	}()
+	cmd.WaitDelay = outputGrace
+	cmd.Wait()
+	rd.SetReadDeadline(time.Now().Add(outputGrace))
+	o := <-done
+	os.Stderr.Write(diag.b)
+	var ch child
+	if o.overflow {
+		ch = child{verdict: broken, text: fmt.Sprintf("more than %d bytes of output", outputLimit(nrcpt))}
+	} else {
+		ch = judge(cmd.ProcessState, o.b, nrcpt)
+	}
+	if ch.verdict == broken {
+		if l := diag.firstLine(); l != "" {
+			ch.text += ": " + l
+		}
+	}
+	return ch
+}
+
+// firstBytes keeps the first max bytes written to it and drops the rest.
+type firstBytes struct {
+	max int
+	b   []byte
+}
+
+func (f *firstBytes) Write(p []byte) (int, error) {
+	if room := f.max - len(f.b); room > 0 {
+		f.b = append(f.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (f *firstBytes) firstLine() string {
+	l, _, _ := strings.Cut(strings.TrimSpace(string(f.b)), "\n")
+	return l
+}
+
+// judge reads a finished child's exit and output.
+func judge(st *os.ProcessState, out []byte, nrcpt int) child {
+	ws, _ := st.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		return child{verdict: broken, text: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
+	case !ws.Exited():
+		return child{verdict: broken, text: "ended in an unknown way: " + st.String()}
+	case ws.ExitStatus() == 0:
+		if _, err := report.Parse(out, nrcpt); err != nil {
+			return child{verdict: broken, text: "malformed output (exit status 0): " + err.Error()}
+		}
+		return child{verdict: final, out: out}
+	case ws.ExitStatus() == chain.ExitNextCandidate:
+		res, err := report.Parse(out, 0)
+		if err != nil || res.Message.Letter != report.Temporary {
+			detail := "a D or K report"
+			if err != nil {
+				detail = err.Error()
+			}
+			return child{verdict: broken, text: fmt.Sprintf("exit status %d without a single Z report: %s", chain.ExitNextCandidate, detail)}
+		}
+		return child{verdict: next, text: res.Message.Text}
+	}
+	return child{verdict: broken, text: fmt.Sprintf("exit status %d", ws.ExitStatus())}
+}

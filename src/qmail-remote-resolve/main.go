@@ -1,0 +1,69 @@
+// qmail-remote-resolve finds where to deliver (SPEC 5): it resolves the
+// host (or the smtproutes relay) with parallel DNS queries, exports the
+// ordered addresses in QMAILREMOTE_CANDIDATES and execs into prog. When
+// DNS decides the delivery (no such domain, temporary failure, null MX,
+// the ipme rule), it prints the message report instead and exits 0.
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/resolve"
+)
+
+const prog = "qmail-remote-resolve"
+
+const usage = "qmail-remote-resolve prog..."
+
+func main() {
+	if len(os.Args) < 2 {
+		chain.Usage(usage)
+	}
+	host, err := chainenv.String(chainenv.Host)
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	}
+	relay := os.Getenv(chainenv.Relay)
+	if relay != "" {
+		if err := resolve.CheckRelay(relay); err != nil {
+			chain.Die(chain.ExitUsage, prog, "%s holds %v", chainenv.Relay, err)
+		}
+	}
+	req := resolve.Request{Host: host, Relay: relay}
+	// Both are always set by qmail-remote; unset (a run by hand) means no
+	// local addresses and no time limit.
+	if _, ok := os.LookupEnv(chainenv.IPMe); ok {
+		if req.IPMe, err = chainenv.Addrs(chainenv.IPMe); err != nil {
+			chain.Die(chain.ExitUsage, prog, "%v", err)
+		}
+	}
+	if _, ok := os.LookupEnv(chainenv.TimeoutDNS); ok {
+		if req.TimeoutDNS, err = chainenv.Seconds(chainenv.TimeoutDNS, 0); err != nil {
+			chain.Die(chain.ExitUsage, prog, "%v", err)
+		}
+	}
+	client, err := resolve.LoadConfig(os.Getenv(chainenv.DNSCacheIP))
+	if err != nil {
+		if strings.TrimSpace(os.Getenv(chainenv.DNSCacheIP)) != "" {
+			chain.Die(chain.ExitUsage, prog, "%v", err)
+		}
+		chain.Die(chain.ExitSystem, prog, "%v", err)
+	}
+
+	out := resolve.Resolve(context.Background(), client, req)
+	if out.Letter != 0 {
+		if err := report.Write(os.Stdout, out.Letter, out.Text); err != nil {
+			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
+		}
+		os.Exit(0)
+	}
+	if err := os.Setenv(chainenv.Candidates, chainenv.FormatCandidates(out.Candidates)); err != nil {
+		chain.Die(chain.ExitSystem, prog, "unable to set %s: %v", chainenv.Candidates, err)
+	}
+	chain.ExecOrDie(prog, os.Args[1:])
+}
