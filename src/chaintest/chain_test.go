@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"qmail-remote-go/src/internal/smtptest"
 )
@@ -243,5 +244,45 @@ func TestInheritedEnvironmentIgnored(t *testing.T) {
 	h.run(sample, "example.test", "a@b", "c@d").expect(t, 'K', "127.0.0.1 accepted")
 	if l := srv.Lines(); len(l) == 0 || l[0] != "EHLO client.example.test" {
 		t.Errorf("lines %q", l)
+	}
+}
+
+// Servers that are not SMTP, or stop answering (SPEC 9), through the whole
+// chain with timeoutremote 1.
+func TestMisbehavingServers(t *testing.T) {
+	tests := []struct {
+		name   string
+		script smtptest.Script
+		letter byte
+		want   []string
+		dup    bool
+	}{
+		{"stall at greeting", smtptest.Script{Greeting: smtptest.Stall}, 'Z', []string{"(#4.4.1)"}, false},
+		{"no code in greeting", smtptest.Script{Greeting: "hello there"}, 'Z', []string{"(#4.4.1)"}, false},
+		{"mixed codes in EHLO reply", smtptest.Script{Ehlo: "250-ok\n550 no"}, 'Z', []string{"(#4.4.1)"}, false},
+		{"10 MB reply line to MAIL", smtptest.Script{Mail: "550 " + strings.Repeat("x", 10<<20)}, 'Z', []string{"reply was not SMTP", "longer than 1 MiB"}, false},
+		{"stall at RCPT", smtptest.Script{Rcpt: []string{smtptest.Stall}}, 'Z', []string{"connection died"}, false},
+		{"stall after the dot", smtptest.Script{AfterDot: smtptest.Stall}, 'Z', []string{"Possible duplicate!"}, true},
+		{"reset after the dot", smtptest.Script{AfterDot: smtptest.Reset}, 'Z', []string{"Possible duplicate!"}, true},
+		{"close at DATA", smtptest.Script{Data: smtptest.Close}, 'Z', []string{"connection died"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t, "127.0.0.1:0", tc.script)
+			h := newHome(t)
+			route(h, srv)
+			h.control("timeoutremote", "1\n")
+			res := h.run(sample, "example.test", "a@b", "c@d")
+			res.expect(t, tc.letter, tc.want...)
+			if strings.Contains(res.message.Text, "Possible duplicate!") != tc.dup {
+				t.Errorf("Possible duplicate! wrongly present or missing: %q", res.message.Text)
+			}
+			if len(res.raw) > 4096*2 {
+				t.Errorf("report of %d bytes", len(res.raw))
+			}
+			if res.elapsed > 10*time.Second {
+				t.Errorf("took %v with timeoutremote 1", res.elapsed)
+			}
+		})
 	}
 }

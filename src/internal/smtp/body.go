@@ -1,0 +1,223 @@
+// Package smtp holds the client side of SMTP that qmail-remote-io speaks:
+// the DATA body transform, the reply reader, and envelope address quoting.
+package smtp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+)
+
+// BodyStats describes a message as it goes on the wire.
+type BodyStats struct {
+	InputBytes int64 // bytes read from the message
+	// WireBytes is the size of the DATA body on the wire: CRLF line ends,
+	// dot-stuffed, plus the final ".\r\n". It is exactly what SendBody
+	// writes for the same input; for a message with a partial final line
+	// that excludes the dot line, which SendBody never sends.
+	WireBytes int64
+	Has8Bit   bool // a byte >= 128
+	// PartialFinalLine: the message is not empty and its last byte is
+	// neither '\n' nor '\r'. A trailing bare CR is a line end, because a
+	// bare CR goes out as CRLF (SPEC 7), so the wire ends with CRLF and the
+	// dot line follows cleanly.
+	PartialFinalLine bool
+}
+
+// ErrPartialFinalLine is returned by SendBody for a message whose last line
+// has no line end: SMTP cannot carry it (the stock D #5.6.2 case).
+var ErrPartialFinalLine = errors.New("SMTP cannot transfer messages with partial final lines")
+
+// blockSize is how much of the message is read at a time. The output of one
+// block is at most twice as long (every byte a '.' at the start of a line,
+// or every byte a line end), so memory stays flat whatever the size.
+const blockSize = 64 * 1024
+
+// The transform (RFC 5321 4.5.2 transparency, 2.3.8 line ends; SPEC 7) is a
+// three-state machine. "run" is a stretch of bytes with no CR or LF, copied
+// whole; the output of a CR is sent at once, never held back.
+//
+//	                 LF / CRLF
+//	       +-------------------------------+
+//	       v                               |
+//	    +-----+   '.' / ".."            +-----+ <-- run / run
+//	--> | BOL | ----------------------> | MID | ---+
+//	    +-----+   other: as in MID      +-----+    |
+//	       ^                               ^       | CR / CRLF
+//	       | LF / nothing                  |       v
+//	       |                               |  +---------+
+//	       +------------------------------(+)-| AFTERCR |
+//	                 other: as in BOL      +--+---------+
+//
+//	state     input   output     next
+//	BOL       '.'     ".."       MID     (dot-stuffing)
+//	BOL       other   as in MID
+//	MID       run     run        MID
+//	MID       LF      CRLF       BOL
+//	MID       CR      CRLF       AFTERCR
+//	AFTERCR   LF      nothing    BOL     (the LF of a CRLF already sent)
+//	AFTERCR   other   as in BOL          (a line starts after a bare CR)
+//	end in BOL or AFTERCR: ".\r\n"; end in MID: partial final line
+//
+// The empty message ends in BOL: it is just ".\r\n", like stock.
+// A CR at the end of one block and an LF at the start of the next are one
+// CRLF because the state carries over. No bare CR or LF ever reaches the
+// output, and every line starting with '.' is doubled, so the body cannot
+// end DATA early (SMTP smuggling: \n.\r\n, \r.\r, \r\n.\n all come out as
+// CRLF ".." CRLF).
+type bodyState uint8
+
+const (
+	stateBOL bodyState = iota
+	stateMID
+	stateAfterCR
+)
+
+// transformer is the state machine shared by ScanBody and SendBody, so that
+// the size announced before sending is the size sent.
+type transformer struct {
+	state bodyState
+	stats BodyStats
+}
+
+// feed transforms one block, appending the output to out.
+func (t *transformer) feed(in, out []byte) []byte {
+	t.stats.InputBytes += int64(len(in))
+	if !t.stats.Has8Bit {
+		t.stats.Has8Bit = has8Bit(in)
+	}
+	// Next CR and LF at or after i: -1 none left, -2 not searched yet.
+	// Each search starts where the previous one ended, so a block of
+	// nothing but CRs (or LFs) is still scanned once, not once per line.
+	nextCR, nextLF := -2, -2
+	i := 0
+	for i < len(in) {
+		switch t.state {
+		case stateAfterCR:
+			if in[i] == '\n' {
+				i++
+				t.state = stateBOL
+				continue
+			}
+			fallthrough
+		case stateBOL:
+			if in[i] == '.' {
+				out = append(out, '.')
+			}
+			t.state = stateMID
+		}
+		// stateMID: copy the run up to the next line end.
+		if nextCR != -1 && nextCR < i {
+			nextCR = indexFrom(in, i, '\r')
+		}
+		if nextLF != -1 && nextLF < i {
+			nextLF = indexFrom(in, i, '\n')
+		}
+		j := nextCR
+		if j < 0 || (nextLF >= 0 && nextLF < j) {
+			j = nextLF
+		}
+		if j < 0 {
+			out = append(out, in[i:]...)
+			break
+		}
+		out = append(out, in[i:j]...)
+		out = append(out, '\r', '\n')
+		if in[j] == '\r' {
+			t.state = stateAfterCR
+		} else {
+			t.state = stateBOL
+		}
+		i = j + 1
+	}
+	t.stats.WireBytes += int64(len(out))
+	return out
+}
+
+// finish returns the dot line to send, or nil for a partial final line.
+func (t *transformer) finish() []byte {
+	if t.state == stateMID {
+		t.stats.PartialFinalLine = true
+		return nil
+	}
+	t.stats.WireBytes += 3
+	return []byte(".\r\n")
+}
+
+// indexFrom returns the index of the first c in b at or after i, or -1.
+func indexFrom(b []byte, i int, c byte) int {
+	if k := bytes.IndexByte(b[i:], c); k >= 0 {
+		return i + k
+	}
+	return -1
+}
+
+// has8Bit tells whether b holds a byte >= 128, eight bytes at a time.
+func has8Bit(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// run reads r block by block through the transformer, handing each
+// block's output to emit.
+func run(r io.Reader, emit func([]byte) error) (BodyStats, error) {
+	var t transformer
+	in := make([]byte, blockSize)
+	out := make([]byte, 0, 2*blockSize+3)
+	for {
+		n, err := r.Read(in)
+		if n > 0 {
+			out = t.feed(in[:n], out[:0])
+			if werr := emit(out); werr != nil {
+				return t.stats, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return t.stats, err
+		}
+	}
+	dot := t.finish()
+	if dot == nil {
+		return t.stats, ErrPartialFinalLine
+	}
+	return t.stats, emit(dot)
+}
+
+// ScanBody reads the whole message and returns its stats without writing
+// anything; qmail-remote pre-scans fd 0 with it. A partial final line is
+// reported in the stats, not as an error: the error is a read error only.
+func ScanBody(r io.Reader) (BodyStats, error) {
+	stats, err := run(r, func([]byte) error { return nil })
+	if err == ErrPartialFinalLine {
+		err = nil
+	}
+	return stats, err
+}
+
+// SendBody writes the message to w as a DATA body, one Write per block of
+// input, and then the final ".\r\n". If the last line turns out to be
+// partial, everything but the dot line has been written and it returns
+// ErrPartialFinalLine: the caller must drop the connection without ending
+// DATA, so the server discards the message. A read error on r or a write
+// error on w is returned as is (the caller tells them apart: it wraps its
+// reader or writer).
+func SendBody(w io.Writer, r io.Reader) (BodyStats, error) {
+	return run(r, func(b []byte) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
