@@ -241,3 +241,20 @@ func TestRoutes(t *testing.T) {
 	h.removeControl("smtproutes")
 	h.run(sample, "example.test", "a@b", rcpt).expect(t, 'D', "couldn't find any host named example.test")
 }
+
+// Like stock, this host's interface addresses count as me: without
+// control/notipme, an MX pointing at 127.0.0.1 is a mail loop.
+func TestInterfaceAddressesAreMe(t *testing.T) {
+	port, srv := servers(t, nil, "127.0.0.1")
+	h, d := dnsHome(t, port)
+	h.removeControl("notipme")
+	d.Add("example.test. 60 IN MX 10 mx1.example.test.", "mx1.example.test. 60 IN A 127.0.0.1")
+	h.run(sample, "example.test", "a@b", rcpt).expect(t, 'D', "(#5.4.6)")
+	if srv["127.0.0.1"].Conns() != 0 {
+		t.Error("connected to myself")
+	}
+	// A route to a local address is the admin's choice (content filters
+	// on 127.0.0.1): allowed, as in stock.
+	h.control("smtproutes", "example.test:[127.0.0.1]:"+port+"\n")
+	h.run(sample, "example.test", "a@b", rcpt).expect(t, 'K')
+}
