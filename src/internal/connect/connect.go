@@ -48,6 +48,14 @@ func Dial(remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
 	if err != nil {
 		return nil, &Error{"socket", err}
 	}
+	// SMTP is lock-step: each command is one small write answered before
+	// the next. With Nagle's algorithm on, a small write that follows
+	// another (the final dot after the body, QUIT after the dot) waits for
+	// the peer's delayed ACK, about 40 ms on Linux, per delivery.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return nil, &Error{"setsockopt", err}
+	}
 	c, err := dial(fd, remote, timeout)
 	if err != nil {
 		unix.Close(fd)

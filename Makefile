@@ -1,0 +1,188 @@
+# Makefile for qmail-remote-go (GNU make).
+#
+# ./configure writes config.mak; without it the defaults below apply, and
+# any variable can be given on the command line (make QMAILDIR=/opt/qmail).
+# The program list is data: package/targets.mak. Install modes: package/modes.
+
+-include config.mak
+include package/targets.mak
+
+PREFIX ?= /usr/local
+EXEC_PREFIX ?= $(PREFIX)
+BINDIR ?= $(EXEC_PREFIX)/bin
+LIBEXECDIR ?= $(EXEC_PREFIX)/libexec/qmail-remote-go
+QMAILDIR ?= /var/qmail
+QMAILRUNDIR ?= $(QMAILDIR)/run
+QMAILR_UID ?= qmailr
+QMAILR_GID ?= qmail
+QMAIL_INSTALL ?= no
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOFMT ?= $(if $(filter /%,$(GO)),$(dir $(GO))gofmt,gofmt)
+DESTDIR ?=
+BUILDDIR ?= build
+# go test's per-package timeout: a hung test fails instead of hanging CI.
+TEST_TIMEOUT ?= 300s
+
+VERSION := $(shell sed -n 's/^version=//p' package/info)
+MODULE := qmail-remote-go
+PATHS := $(MODULE)/src/internal/paths
+
+# Only a run directory that differs from QMAILDIR/run is compiled in: the
+# programs derive the default from the qmail home themselves, so that
+# QMAILREMOTE_QMAILHOME moves it along.
+ifeq ($(QMAILRUNDIR),$(QMAILDIR)/run)
+QMAILRUN_X :=
+else
+QMAILRUN_X := -X $(PATHS).QmailRun=$(QMAILRUNDIR)
+endif
+
+# Reproducible, static binaries: no cgo, no file system paths (-trimpath),
+# no VCS stamp, no build id, no symbol table. The same source and the same
+# Go release give the same bytes.
+LDFLAGS := -s -w -buildid= \
+  -X $(PATHS).QmailHome=$(QMAILDIR) \
+  $(QMAILRUN_X) \
+  -X $(PATHS).LibexecDir=$(LIBEXECDIR) \
+  -X $(PATHS).Version=$(VERSION)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(strip $(LDFLAGS))'
+
+TARGETS := $(BIN_TARGETS) $(LIBEXEC_TARGETS)
+BUILT := $(addprefix $(BUILDDIR)/,$(TARGETS))
+# Sources the binaries depend on (tests excluded); go build itself decides
+# what to recompile, this only tells make when to ask it.
+SOURCES := go.mod go.sum $(shell find src -name '*.go' ! -name '*_test.go' 2>/dev/null)
+
+mode = $(or $(shell awk '$$1 == "$(1)" { print $$2 }' package/modes),0755)
+
+# install_progs(programs, directory): install each under a temporary name,
+# with its mode from package/modes, then rename it into place.
+install_progs = for p in $(1) ; do \
+	  m=$$(awk -v p="$$p" '$$1 == p { print $$2 }' package/modes) ; \
+	  install -m "$${m:-0755}" "$(BUILDDIR)/$$p" '$(DESTDIR)$(2)'/."$$p".new && \
+	  mv -f '$(DESTDIR)$(2)'/."$$p".new '$(DESTDIR)$(2)'/"$$p" || exit 1 ; \
+	done
+
+.PHONY: all install install-bin install-libexec install-rundir install-qmail \
+  check check-install check-interop vet fmt-check test demo bench clean \
+  distclean print-config
+
+all: $(BUILT)
+
+# The flags are part of what the binaries are made of: a change of
+# configuration (or of a variable on the command line) rebuilds them.
+$(BUILDDIR)/.flags: FORCE
+	@mkdir -p $(BUILDDIR)
+	@echo '$(GO) $(strip $(LDFLAGS))' | cmp -s - $@ || echo '$(GO) $(strip $(LDFLAGS))' > $@
+
+# One go build for every program: it shares the work between them.
+$(BUILDDIR)/.stamp: $(SOURCES) $(BUILDDIR)/.flags package/targets.mak
+	$(GOBUILD) -o $(BUILDDIR)/ $(addprefix ./src/,$(TARGETS))
+	@touch $@
+
+$(BUILT): $(BUILDDIR)/.stamp
+
+FORCE:
+
+# Each file is installed under a temporary name and renamed into place, so
+# a qmail-rspawn starting a delivery during an upgrade runs either the old
+# program or the new one, never a half-written file. The stages go in
+# before the entry program that runs them.
+install: install-libexec install-bin install-rundir install-qmail
+
+install-libexec: $(addprefix $(BUILDDIR)/,$(LIBEXEC_TARGETS))
+	install -d -m 0755 '$(DESTDIR)$(LIBEXECDIR)'
+	$(call install_progs,$(LIBEXEC_TARGETS),$(LIBEXECDIR))
+
+install-bin: $(addprefix $(BUILDDIR)/,$(BIN_TARGETS)) install-libexec
+	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
+	$(call install_progs,$(BIN_TARGETS),$(BINDIR))
+
+# QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6: the
+# qmailr user (qmail-remote runs as qmailr) must be able to write there.
+# The ids are applied only by root installing into the live system: under
+# DESTDIR the ids may not exist yet on the build host, and packagers set the
+# owner in their post-install step (see INSTALL).
+install-rundir:
+	install -d -m 0755 '$(DESTDIR)$(QMAILRUNDIR)'
+	install -d -m 0755 '$(DESTDIR)$(QMAILRUNDIR)/qmail-remote'
+	@if test -n '$(DESTDIR)' ; then \
+	  echo 'note: DESTDIR is set: not changing the owner of $(QMAILRUNDIR)/qmail-remote; make it $(QMAILR_UID):$(QMAILR_GID) when installing the package' ; \
+	elif test "$$(id -u)" != 0 ; then \
+	  echo 'warning: not root: not changing the owner of $(QMAILRUNDIR)/qmail-remote; run chown $(QMAILR_UID):$(QMAILR_GID) $(QMAILRUNDIR)/qmail-remote as root' 1>&2 ; \
+	else \
+	  chown '$(QMAILR_UID):$(QMAILR_GID)' '$(QMAILRUNDIR)/qmail-remote' || { \
+	    echo 'fatal: cannot chown $(QMAILR_UID):$(QMAILR_GID) $(QMAILRUNDIR)/qmail-remote: does the qmailr user exist? (./configure --with-qmailr-ids=uid:gid)' 1>&2 ; exit 1 ; } ; \
+	fi
+
+# --enable-qmail-install: a copy (not a symlink) of qmail-remote in
+# QMAILDIR/bin, where qmail-rspawn finds it; it then works even if
+# BINDIR is on a file system mounted after qmail starts. A stock
+# qmail-remote found there is kept once as qmail-remote.orig. Our binaries
+# are recognised by the package path that Go keeps in every binary.
+install-qmail: $(BUILDDIR)/qmail-remote install-libexec
+ifeq ($(QMAIL_INSTALL),yes)
+	install -d -m 0755 '$(DESTDIR)$(QMAILDIR)/bin'
+	@q='$(DESTDIR)$(QMAILDIR)/bin/qmail-remote' ; \
+	if test -f "$$q" && ! test -e "$$q.orig" && ! grep -q '$(MODULE)/src/' "$$q" ; then \
+	  echo "keeping the previous qmail-remote as $$q.orig" ; \
+	  cp -p "$$q" "$$q.orig" ; \
+	fi
+	install -m $(call mode,qmail-remote) $(BUILDDIR)/qmail-remote '$(DESTDIR)$(QMAILDIR)/bin/.qmail-remote.new'
+	mv -f '$(DESTDIR)$(QMAILDIR)/bin/.qmail-remote.new' '$(DESTDIR)$(QMAILDIR)/bin/qmail-remote'
+else
+	@:
+endif
+
+
+# Static checks, unit and program tests, then the installed chain.
+check: vet fmt-check test check-install
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@bad=$$($(GOFMT) -l src tools) || exit 1 ; \
+	if test -n "$$bad" ; then echo "gofmt needed on:" ; echo "$$bad" ; exit 1 ; fi
+
+test:
+	CGO_ENABLED=0 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Checks that the configured paths really landed in the binaries, then
+# tools/demo.sh -check: a delivery through a DESTDIR installation, and one
+# through an installation whose compiled-in paths all point into a temporary
+# directory (run with an empty environment), each to tools/smtp-sink. Fails
+# unless both reports are K and the sink received the message byte for byte.
+check-install: all
+	@grep -q -F '$(LIBEXECDIR)' $(BUILDDIR)/qmail-remote || { echo 'check-install: LIBEXECDIR $(LIBEXECDIR) is not in $(BUILDDIR)/qmail-remote: the -X flag did not land' 1>&2 ; exit 1 ; }
+	@grep -q -F '$(QMAILDIR)' $(BUILDDIR)/qmail-remote || { echo 'check-install: QMAILDIR $(QMAILDIR) is not in $(BUILDDIR)/qmail-remote: the -X flag did not land' 1>&2 ; exit 1 ; }
+	MAKE='$(MAKE)' sh tools/demo.sh -check
+
+check-interop:
+	sh tools/interop/run.sh
+
+demo:
+	MAKE='$(MAKE)' sh tools/demo.sh
+
+bench: all
+	CGO_ENABLED=0 $(GO) test -run='^$$' -bench=. -timeout $(TEST_TIMEOUT) ./src/...
+	MAKE='$(MAKE)' sh tools/timing.sh
+
+# For scripts (tools/demo.sh): the settled configuration, one per line.
+print-config:
+	@echo 'VERSION=$(VERSION)'
+	@echo 'BINDIR=$(BINDIR)'
+	@echo 'LIBEXECDIR=$(LIBEXECDIR)'
+	@echo 'QMAILDIR=$(QMAILDIR)'
+	@echo 'QMAILRUNDIR=$(QMAILRUNDIR)'
+	@echo 'QMAILR_IDS=$(QMAILR_UID):$(QMAILR_GID)'
+	@echo 'QMAIL_INSTALL=$(QMAIL_INSTALL)'
+	@echo 'BUILDDIR=$(BUILDDIR)'
+	@echo 'GO=$(GO)'
+	@echo 'BIN_TARGETS=$(BIN_TARGETS)'
+	@echo 'LIBEXEC_TARGETS=$(LIBEXEC_TARGETS)'
+
+clean:
+	rm -rf $(BUILDDIR)
+
+distclean: clean
+	rm -f config.mak

@@ -1,0 +1,9 @@
+BIN_TARGETS := \
+qmail-remote \
+qmail-newsmtproutes
+
+LIBEXEC_TARGETS := \
+qmail-remote-routes \
+qmail-remote-resolve \
+qmail-remote-connect \
+qmail-remote-io

@@ -1,0 +1,193 @@
+#!/bin/sh
+#
+# tools/demo.sh [-check]: one real delivery through the INSTALLED chain.
+#
+# It builds, installs into a temporary DESTDIR, makes a throwaway qmail home
+# whose control/smtproutes sends example.test to tools/smtp-sink on a
+# loopback port, runs qmail-remote the way qmail-rspawn does (fd 0 the
+# message file, fd 2 = fd 1), and shows what qmail-remote printed and what
+# the server received. Nothing leaves the machine: loopback only, no DNS.
+#
+# -check (make check-install): quiet unless something is wrong; exits 1
+# unless the output is an r and a K report and the sink received the
+# message byte for byte (with CRLF line ends) and the right envelope. It
+# then does it again through a second installation whose compiled-in paths
+# all point into the temporary directory, with an empty environment.
+#
+# Needs only Go, make and POSIX tools; works as root and as a normal user.
+
+set -eu
+
+check=no
+case "${1-}" in
+  -check) check=yes ;;
+  '') ;;
+  *) echo "usage: tools/demo.sh [-check]" 1>&2 ; exit 100 ;;
+esac
+
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+LC_ALL=C
+export LC_ALL
+
+say () { test "$check" = yes || printf '%s\n' "$*" ; }
+fail () { echo "demo: FAILED: $*" 1>&2 ; exit 1 ; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmail-remote-demo.XXXXXX")
+sinkpid=
+cleanup () {
+  if test -n "$sinkpid" ; then
+    kill "$sinkpid" 2>/dev/null || :
+    wait "$sinkpid" 2>/dev/null || :
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+# The Makefile is the one place that knows the configuration.
+$MAKE -s --no-print-directory print-config > "$tmp/config" || fail "make print-config"
+cfg () { sed -n "s/^$1=//p" "$tmp/config" ; }
+BINDIR=$(cfg BINDIR)
+LIBEXECDIR=$(cfg LIBEXECDIR)
+QMAILRUNDIR=$(cfg QMAILRUNDIR)
+GO=$(cfg GO)
+
+say "== building and installing into a temporary DESTDIR ($tmp/dest)"
+if test "$check" = yes ; then
+  $MAKE -s --no-print-directory all > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make all" ; }
+  $MAKE -s --no-print-directory install DESTDIR="$tmp/dest" > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make install DESTDIR=$tmp/dest" ; }
+else
+  $MAKE -s --no-print-directory all || fail "make all"
+  $MAKE -s --no-print-directory install DESTDIR="$tmp/dest" || fail "make install"
+fi
+dest=$tmp/dest
+for p in $(cfg BIN_TARGETS) ; do
+  test -x "$dest$BINDIR/$p" || fail "$BINDIR/$p was not installed"
+done
+for p in $(cfg LIBEXEC_TARGETS) ; do
+  test -x "$dest$LIBEXECDIR/$p" || fail "$LIBEXECDIR/$p was not installed"
+done
+test -d "$dest$QMAILRUNDIR/qmail-remote" || fail "$QMAILRUNDIR/qmail-remote was not created"
+
+CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/smtp-sink" ./tools/smtp-sink || fail "building tools/smtp-sink"
+
+# The sink listens on a port the kernel picks and prints it first.
+mkdir "$tmp/sink"
+"$tmp/smtp-sink" -l 127.0.0.1:0 -o "$tmp/sink" > "$tmp/sink.addr" 2> "$tmp/sink.log" &
+sinkpid=$!
+i=0
+while ! test -s "$tmp/sink.addr" ; do
+  i=$((i + 1))
+  test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/sink.log")"
+  sleep 0.1 2>/dev/null || sleep 1
+done
+addr=$(sed -n 1p "$tmp/sink.addr")
+port=${addr##*:}
+
+# A throwaway qmail home. 127.0.0.1 is one of this host's addresses, but
+# the loop rule (ipme) does not apply to smtproutes relays, as in stock
+# qmail: a route may point at a filter on this very host.
+home=$tmp/qmail
+mkdir -p "$home/control" "$home/queue/lock"
+echo demo.example.test > "$home/control/me"
+echo "example.test:[127.0.0.1]:$port" > "$home/control/smtproutes"
+echo 10 > "$home/control/timeoutconnect"
+echo 30 > "$home/control/timeoutremote"
+
+# The message as it sits in qmail's queue: LF line ends. One line starts
+# with a dot (it must go out dot-stuffed and come back intact), one has
+# 8-bit text (BODY=8BITMIME).
+cat > "$tmp/message" <<'EOF'
+Received: (qmail 4242 invoked by uid 1000); 1 Jan 2026 00:00:00 -0000
+Date: Thu, 1 Jan 2026 00:00:00 +0000
+From: sender@demo.example.test
+To: rcpt@example.test
+Subject: qmail-remote-go demo
+Message-ID: <demo.4242@demo.example.test>
+
+Hello from the qmail-remote-go demo.
+.A line that starts with a dot goes out as ".." and comes back as ".".
+EOF
+printf 'Gr\303\274\303\237e: this line has 8-bit bytes.\n' >> "$tmp/message"
+
+say "== running, as qmail-rspawn would:"
+say "   qmail-remote example.test sender@demo.example.test rcpt@example.test < message 2>&1"
+say "   (control/smtproutes: example.test:[127.0.0.1]:$port, smtp-sink listening there)"
+rc=0
+env QMAILREMOTE_QMAILHOME="$home" \
+    QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" \
+    QMAILREMOTE_LIBEXECDIR="$dest$LIBEXECDIR" \
+    "$dest$BINDIR/qmail-remote" example.test sender@demo.example.test rcpt@example.test \
+    < "$tmp/message" > "$tmp/out" 2>&1 || rc=$?
+
+# Reports end with NUL; map NUL to RS (octal 036) so awk can split them.
+tr '\000' '\036' < "$tmp/out" > "$tmp/out.rs"
+say ""
+say "== raw output (NUL shown as \\0), exit status $rc:"
+test "$check" = yes || awk 'BEGIN { RS = "\036" } { printf "%s\\0", $0 } END { print "" }' "$tmp/out.rs"
+say ""
+say "== what it means:"
+test "$check" = yes || awk 'BEGIN { RS = "\036"
+  m["r"] = "recipient report: r (accepted)"; m["h"] = "recipient report: h (rejected for good)"
+  m["s"] = "recipient report: s (rejected for now)"; m["K"] = "message report: K (delivered)"
+  m["Z"] = "message report: Z (temporary failure, qmail will retry)"; m["D"] = "message report: D (permanent failure, qmail will bounce)" }
+  { l = substr($0, 1, 1); t = substr($0, 2); sub(/\n$/, "", t); gsub(/\n/, " / ", t)
+    printf "%s: %s\n", (l in m) ? m[l] : "garbage (" l ")", t }' "$tmp/out.rs"
+
+# The verdict on the run that left its output in $tmp/out and its exit
+# status in $rc, whose message the sink stored as N: exit 0, every report
+# well formed (nothing after the last NUL), exactly one message report, K,
+# last; the envelope as given and the body byte for byte with CRLF.
+verify () {
+  n=$1
+  test "$rc" = 0 || fail "qmail-remote exited $rc (qmail-rspawn needs 0)"
+  test -s "$tmp/out" || fail "qmail-remote printed nothing"
+  test "$(tail -c 1 "$tmp/out" | od -An -c | tr -d ' ')" = '\0' || fail "output does not end with NUL"
+  letters=$(tr '\000' '\036' < "$tmp/out" | awk 'BEGIN { RS = "\036" } { printf "%s", substr($0, 1, 1) }')
+  case "$letters" in
+    rK) ;;
+    *) fail "expected an r report and a K, got report letters \"$letters\": $(tr '\000' ' ' < "$tmp/out")" ;;
+  esac
+  test -f "$tmp/sink/$n.eml" || fail "the sink received no message"
+  cmp -s "$tmp/expected" "$tmp/sink/$n.eml" || fail "the body the sink received differs from the message (CRLF) (cmp: $(cmp "$tmp/expected" "$tmp/sink/$n.eml" 2>&1))"
+  grep -q '^MAIL FROM:<sender@demo.example.test>' "$tmp/sink/$n.env" || fail "wrong MAIL FROM: $(cat "$tmp/sink/$n.env")"
+  grep -q '^RCPT TO:<rcpt@example.test>$' "$tmp/sink/$n.env" || fail "wrong RCPT TO: $(cat "$tmp/sink/$n.env")"
+  test "$(grep -c '^RCPT' "$tmp/sink/$n.env")" = 1 || fail "not exactly one RCPT: $(cat "$tmp/sink/$n.env")"
+  test ! -e "$tmp/sink/$((n + 1)).eml" || fail "the sink received the message twice"
+}
+
+awk '{ printf "%s\r\n", $0 }' "$tmp/message" > "$tmp/expected"
+verify 1
+
+say ""
+say "== the sink received, envelope ($tmp/sink/1.env):"
+test "$check" = yes || sed 's/^/   /' "$tmp/sink/1.env"
+say "== and body (CR not shown):"
+test "$check" = yes || tr -d '\r' < "$tmp/sink/1.eml" | sed 's/^/   /'
+say ""
+say "== OK: delivered, and the sink has the message byte for byte."
+
+if test "$check" = yes ; then
+  # Second pass: the paths compiled in, no override at all. Build with the
+  # qmail home, an explicit run directory and the prefix all inside $tmp,
+  # install without DESTDIR (qmail-remote also into QMAILDIR/bin, over a
+  # fake stock one that must be kept as qmail-remote.orig), and run that
+  # copy with an empty environment: the stages must be where the binary
+  # looks for them, and every -X must have landed.
+  printf '#!/bin/sh\necho stock\n' > "$home/bin.orig"
+  mkdir -p "$home/bin" && mv "$home/bin.orig" "$home/bin/qmail-remote"
+  $MAKE -s --no-print-directory install BUILDDIR="$tmp/build2" PREFIX="$tmp/prefix" \
+    EXEC_PREFIX="$tmp/prefix" BINDIR="$tmp/prefix/bin" LIBEXECDIR="$tmp/prefix/libexec/qmail-remote-go" \
+    QMAILDIR="$home" QMAILRUNDIR="$tmp/run2" QMAIL_INSTALL=yes \
+    QMAILR_UID="$(id -u)" QMAILR_GID="$(id -g)" DESTDIR= > "$tmp/make.log" 2>&1 \
+    || { cat "$tmp/make.log" 1>&2 ; fail "make install with paths compiled in" ; }
+  test "$(sh "$home/bin/qmail-remote.orig" 2>/dev/null)" = stock || fail "the previous QMAILDIR/bin/qmail-remote was not kept as qmail-remote.orig"
+  rc=0
+  ( cd / && env -i PATH=/usr/bin:/bin "$home/bin/qmail-remote" example.test sender@demo.example.test rcpt@example.test \
+      < "$tmp/message" > "$tmp/out" 2>&1 ) || rc=$?
+  verify 2
+  test -f "$tmp/run2/qmail-remote/smtproutes.cdb" || fail "no smtproutes.cdb in the configured run directory $tmp/run2/qmail-remote"
+  echo "check-install: OK (K reports, message received byte-exact, through a DESTDIR install and through an install with the paths compiled in)"
+fi
+exit 0

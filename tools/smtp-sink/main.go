@@ -1,0 +1,303 @@
+// smtp-sink is a small SMTP server for the demo, the install check and the
+// timing script: it accepts every message and stores it (or counts it).
+//
+// It prints its listening address as the first line of stdout, so that a
+// script that asked for port 0 learns the port. Each message goes to
+// DIR/N.eml, the body exactly as it came over DATA once un-dot-stuffed (the
+// message as qmail had it, with CRLF line ends), and DIR/N.env, the
+// commands of its transaction (HELO/EHLO, MAIL, RCPT lines) as received.
+// Both are complete when the sink answers 250 after the final dot.
+//
+// It is strict where a client bug would hide: only CRLF "." CRLF ends
+// DATA (a bare LF "." LF does not, see SMTP smuggling), and it counts bare
+// CR and bare LF in bodies and says so in N.env.
+//
+// Self-contained on purpose: tools/ is outside src/ and cannot import
+// src/internal (Go's internal rule).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const usage = "smtp-sink [ -l addr:port ] [ -o dir | -discard ] [ -t seconds ] [ -v ]"
+
+// maxLine bounds a command line (RFC 5321 4.5.3.1.4 says 512 octets; be
+// lenient) and the read buffer; body lines longer than that are streamed
+// in pieces, so memory does not grow with the message.
+const maxLine = 4096
+
+type sink struct {
+	dir     string
+	discard bool
+	timeout time.Duration
+	verbose bool
+	seq     atomic.Int64 // messages stored or discarded
+	bytes   atomic.Int64 // body bytes received
+}
+
+func main() {
+	fs := flag.NewFlagSet("smtp-sink", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("l", "127.0.0.1:0", "")
+	dir := fs.String("o", "", "")
+	discard := fs.Bool("discard", false, "")
+	timeout := fs.Int("t", 60, "")
+	verbose := fs.Bool("v", false, "")
+	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() != 0 || (*dir == "") == !*discard || *timeout < 1 {
+		fmt.Fprintf(os.Stderr, "usage: %s\n", usage)
+		os.Exit(100)
+	}
+	s := &sink{dir: *dir, discard: *discard, timeout: time.Duration(*timeout) * time.Second, verbose: *verbose}
+	if !s.discard {
+		if st, err := os.Stat(s.dir); err != nil || !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "smtp-sink: fatal: not a directory: %s\n", s.dir)
+			os.Exit(111)
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "smtp-sink: fatal: %v\n", err)
+		os.Exit(111)
+	}
+	fmt.Println(ln.Addr().String())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		<-sig
+		ln.Close()
+	}()
+
+	var wg sync.WaitGroup
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serve(c)
+		}()
+	}
+	// Let transactions in flight finish; they are bounded by the timeout.
+	wg.Wait()
+	fmt.Fprintf(os.Stderr, "smtp-sink: %d messages, %d body bytes\n", s.seq.Load(), s.bytes.Load())
+}
+
+// session is the state of one connection.
+type session struct {
+	s     *sink
+	c     net.Conn
+	r     *bufio.Reader
+	w     *bufio.Writer
+	env   []string // the transaction's commands, for N.env
+	helo  string
+	mail  bool
+	rcpts int
+}
+
+func (s *sink) serve(c net.Conn) {
+	defer c.Close()
+	ss := &session{s: s, c: c, r: bufio.NewReaderSize(c, maxLine), w: bufio.NewWriter(c)}
+	ss.reply("220 sink.example.test ESMTP smtp-sink")
+	for {
+		line, err := ss.line()
+		if err != nil {
+			return
+		}
+		if s.verbose {
+			fmt.Fprintf(os.Stderr, "smtp-sink: < %q\n", line)
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(verb) {
+		case "EHLO":
+			ss.helo, ss.env = line, nil
+			ss.mail, ss.rcpts = false, 0
+			ss.reply("250-sink.example.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 0", "250 SMTPUTF8")
+		case "HELO":
+			ss.helo, ss.env = line, nil
+			ss.mail, ss.rcpts = false, 0
+			ss.reply("250 sink.example.test")
+		case "MAIL":
+			if ss.mail {
+				ss.reply("503 5.5.1 nested MAIL command")
+				continue
+			}
+			if !strings.HasPrefix(strings.ToUpper(arg), "FROM:") {
+				ss.reply("501 5.5.4 syntax: MAIL FROM:<address>")
+				continue
+			}
+			ss.mail, ss.env = true, []string{line}
+			ss.reply("250 2.1.0 ok")
+		case "RCPT":
+			if !ss.mail {
+				ss.reply("503 5.5.1 MAIL first")
+				continue
+			}
+			if !strings.HasPrefix(strings.ToUpper(arg), "TO:") {
+				ss.reply("501 5.5.4 syntax: RCPT TO:<address>")
+				continue
+			}
+			ss.rcpts++
+			ss.env = append(ss.env, line)
+			ss.reply("250 2.1.5 ok")
+		case "DATA":
+			if ss.rcpts == 0 {
+				ss.reply("503 5.5.1 RCPT first")
+				continue
+			}
+			ss.reply("354 go ahead")
+			n, err := ss.data()
+			if err != nil {
+				if s.verbose {
+					fmt.Fprintf(os.Stderr, "smtp-sink: DATA: %v\n", err)
+				}
+				if errors.Is(err, errStore) {
+					ss.reply("451 4.3.0 cannot store the message")
+					ss.mail, ss.rcpts = false, 0
+					continue
+				}
+				return
+			}
+			ss.mail, ss.rcpts = false, 0
+			ss.reply(fmt.Sprintf("250 2.0.0 ok %d", n))
+		case "RSET":
+			ss.mail, ss.rcpts, ss.env = false, 0, nil
+			ss.reply("250 2.0.0 ok")
+		case "NOOP":
+			ss.reply("250 2.0.0 ok")
+		case "QUIT":
+			ss.reply("221 2.0.0 bye")
+			return
+		default:
+			ss.reply("502 5.5.2 command not implemented")
+		}
+	}
+}
+
+// reply writes one (possibly multi-line) reply and flushes it.
+func (ss *session) reply(lines ...string) {
+	ss.c.SetWriteDeadline(time.Now().Add(ss.s.timeout))
+	for _, l := range lines {
+		ss.w.WriteString(l + "\r\n")
+	}
+	ss.w.Flush()
+}
+
+// line reads one command line, CRLF or LF terminated; a line longer than
+// maxLine is an error (the connection is dropped).
+func (ss *session) line() (string, error) {
+	ss.c.SetReadDeadline(time.Now().Add(ss.s.timeout))
+	b, err := ss.r.ReadSlice('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+var errStore = errors.New("cannot store the message")
+
+// data reads the body up to CRLF "." CRLF, un-dot-stuffs it and stores it.
+// It returns the number of message N it was stored as.
+func (ss *session) data() (int64, error) {
+	var out io.Writer = io.Discard
+	var f *os.File
+	var storeErr error
+	n := ss.s.seq.Add(1)
+	if !ss.s.discard {
+		var err error
+		f, err = os.Create(filepath.Join(ss.s.dir, strconv.FormatInt(n, 10)+".eml.tmp"))
+		if err != nil {
+			storeErr = err
+		} else {
+			defer f.Close()
+			out = f
+		}
+	}
+	bw := bufio.NewWriterSize(out, 64*1024)
+	var size, bareCR, bareLF int64
+	atStart := true // at the start of a line
+	pendingCR := false
+	for {
+		ss.c.SetReadDeadline(time.Now().Add(ss.s.timeout))
+		b, err := ss.r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return n, fmt.Errorf("connection lost in DATA: %w", err)
+		}
+		piece := b
+		complete := err == nil // piece ends with LF
+		if atStart && piece[0] == '.' {
+			// RFC 5321 4.5.2: a line of a single dot ends DATA, a leading
+			// dot of any other line was added by the client.
+			if complete && string(piece) == ".\r\n" {
+				break
+			}
+			piece = piece[1:]
+		}
+		if complete {
+			if len(b) < 2 || b[len(b)-2] != '\r' {
+				bareLF++
+			}
+		}
+		// A CR not followed by LF is a bare CR; the LF may come in the
+		// next piece when a long line was split.
+		for _, c := range piece {
+			if pendingCR && c != '\n' {
+				bareCR++
+			}
+			pendingCR = c == '\r'
+		}
+		size += int64(len(piece))
+		if _, err := bw.Write(piece); err != nil && storeErr == nil {
+			storeErr = err
+		}
+		atStart = complete
+	}
+	if err := bw.Flush(); err != nil && storeErr == nil {
+		storeErr = err
+	}
+	ss.s.bytes.Add(size)
+	if ss.s.discard {
+		return n, nil
+	}
+	if storeErr == nil {
+		storeErr = f.Close()
+	}
+	if storeErr == nil {
+		var env bytes.Buffer
+		env.WriteString(ss.helo + "\n")
+		for _, l := range ss.env {
+			env.WriteString(l + "\n")
+		}
+		fmt.Fprintf(&env, "X-Sink-Body: %d bytes, %d bare CR, %d bare LF\n", size, bareCR, bareLF)
+		base := filepath.Join(ss.s.dir, strconv.FormatInt(n, 10))
+		storeErr = os.WriteFile(base+".env", env.Bytes(), 0o644)
+		if storeErr == nil {
+			storeErr = os.Rename(base+".eml.tmp", base+".eml")
+		}
+	}
+	if storeErr != nil {
+		return n, fmt.Errorf("%w: %v", errStore, storeErr)
+	}
+	return n, nil
+}
