@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"qmail-remote-go/src/internal/buildtest"
 	"qmail-remote-go/src/internal/report"
 )
 
@@ -24,26 +25,11 @@ var programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-remote-rou
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "chaintest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
+	pkgs := make([]string, len(programs))
+	for i, p := range programs {
+		pkgs[i] = "qmail-remote-go/src/" + p
 	}
-	args := []string{"build", "-trimpath", "-o", dir + "/"}
-	for _, p := range programs {
-		args = append(args, "qmail-remote-go/src/"+p)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the chain: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(111)
-	}
-	bin = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	buildtest.Main(m, &bin, nil, pkgs...)
 }
 
 // home is a throwaway qmail home.

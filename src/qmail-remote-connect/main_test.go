@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"qmail-remote-go/src/internal/buildtest"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
 	"qmail-remote-go/src/internal/report"
@@ -64,27 +65,12 @@ exit 0
 `
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "qmail-remote-connect-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
-	}
-	bin = filepath.Join(dir, "qmail-remote-connect")
-	fake = filepath.Join(dir, "fake-io")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(111)
-	}
-	if err := os.WriteFile(fake, []byte(fakeScript), 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	var dir string
+	buildtest.Main(m, &dir, func(d string) error {
+		bin = filepath.Join(d, "qmail-remote-connect")
+		fake = filepath.Join(d, "fake-io")
+		return os.WriteFile(fake, []byte(fakeScript), 0o755)
+	}, ".")
 }
 
 // server is a loopback listener that records the first line of each

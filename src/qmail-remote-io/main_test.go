@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"qmail-remote-go/src/internal/buildtest"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtptest"
 )
@@ -24,22 +25,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "qmail-remote-io-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "qmail-remote-io")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	var dir string
+	buildtest.Main(m, &dir, func(d string) error {
+		binary = filepath.Join(d, "qmail-remote-io")
+		return nil
+	}, ".")
 }
 
 // run is one run of the program.

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,28 +11,18 @@ import (
 
 	"github.com/miekg/dns"
 
+	"qmail-remote-go/src/internal/buildtest"
 	"qmail-remote-go/src/internal/dnstest"
 )
 
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "qmail-remote-resolve-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
-	}
-	bin = filepath.Join(dir, "qmail-remote-resolve")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(111)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	var dir string
+	buildtest.Main(m, &dir, func(d string) error {
+		bin = filepath.Join(d, "qmail-remote-resolve")
+		return nil
+	}, ".")
 }
 
 type result struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/report"
 )
@@ -82,20 +83,9 @@ func CheckRelay(relay string) error {
 // isLit says whether s is meant as a literal (brackets or a bare address);
 // ok whether it is a valid one.
 func literal(s string) (a netip.Addr, isLit, ok bool) {
-	if strings.HasPrefix(s, "[") {
-		if !strings.HasSuffix(s, "]") {
-			return a, true, false
-		}
-		in := s[1 : len(s)-1]
-		tagged := len(in) >= 5 && strings.EqualFold(in[:5], "IPv6:")
-		if tagged {
-			in = in[5:]
-		}
-		a, err := netip.ParseAddr(in)
-		if err != nil || a.Zone() != "" || (tagged && !a.Is6()) {
-			return a, true, false
-		}
-		return a.Unmap(), true, true
+	if addrlit.IsLiteral(s) {
+		a, ok := addrlit.Parse(s)
+		return a, true, ok
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {

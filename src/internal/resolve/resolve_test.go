@@ -139,8 +139,10 @@ func TestNXDomain(t *testing.T) {
 	for _, h := range []string{"", ".", "a..b", "sp ace.test", "back\\slash.test", "sl/ash.test", "ex\u00e4mple.test", "nb\u00a0sp.test"} {
 		expect(t, run(t, srv, Request{Host: h}), "DSorry, I couldn't find any host named "+h+". (#5.1.2)")
 	}
-	if n := len(srv.Queries()); n != 3 {
-		t.Errorf("%d queries, want 3 (MX, A, AAAA of nosuch.test)", n)
+	// The speculative A and AAAA of nosuch.test may be cancelled before
+	// they leave once the MX query says NXDOMAIN: at most 3 queries.
+	if n, mx := len(srv.Queries()), srv.Count("nosuch.test.", dns.TypeMX); n > 3 || mx != 1 {
+		t.Errorf("%d queries (%d MX), want at most 3, one MX of nosuch.test: %v", n, mx, srv.Queries())
 	}
 }
 

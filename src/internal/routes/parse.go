@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"qmail-remote-go/src/internal/addrlit"
 )
 
 // File is the text file's name as the administrator knows it, relative to
@@ -294,19 +296,11 @@ func parseRelayName(s string) (string, string) {
 // "[<address>]" in netip's canonical form, IPv4-mapped IPv6 unmapped, so
 // that any spelling of one address is one key.
 func parseLiteral(s string) (string, error) {
-	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+	a, ok := addrlit.Parse(s)
+	if !ok {
 		return "", fmt.Errorf("bad address literal %q", clip(s))
 	}
-	in := s[1 : len(s)-1]
-	tagged := len(in) >= 5 && strings.EqualFold(in[:5], "IPv6:")
-	if tagged {
-		in = in[5:]
-	}
-	a, err := netip.ParseAddr(in)
-	if err != nil || a.Zone() != "" || (tagged && !a.Is6()) {
-		return "", fmt.Errorf("bad address literal %q", clip(s))
-	}
-	return "[" + a.Unmap().String() + "]", nil
+	return addrlit.Canonical(a), nil
 }
 
 func lowerASCII(s string) string {
