@@ -158,7 +158,7 @@ check-install: all
 	MAKE='$(MAKE)' sh tools/demo.sh -check
 
 check-interop:
-	sh tools/interop/run.sh
+	bash tools/interop/run.sh
 
 demo:
 	MAKE='$(MAKE)' sh tools/demo.sh

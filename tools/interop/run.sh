@@ -1,0 +1,1010 @@
+#!/bin/bash
+# tools/interop/run.sh: deliver mail through the real qmail-remote-go chain
+# to real MTAs (Debian's Postfix and Exim), over IPv4 and IPv6, found by MX
+# lookup against a real DNS server (unbound), and check what the MTAs stored
+# byte for byte. Everything runs in private network namespaces joined by a
+# bridge in a namespace of its own: no packet can leave the machine, and the
+# only addresses in use are documentation ones (192.0.2.0/24, 2001:db8::/32).
+#
+# Usage: tools/interop/run.sh [--selftest] [--keep] [--tls]
+#   --selftest  check the test bed with a stand-in client (dig and a bash
+#               /dev/tcp SMTP client) instead of the chain: for when the
+#               chain does not build, or to tell a test-bed fault from a
+#               chain fault.
+#   --keep      keep the temporary directory (MTA logs, mailboxes, reports)
+#               and print its path; namespaces and processes are removed
+#               all the same.
+#   --tls       also run the STARTTLS cases (tlsstrictness 0 and 2 against
+#               certificates from a throw-away CA). Off by default until
+#               qmail-remote-io speaks STARTTLS. Both MTAs offer STARTTLS
+#               in every run; without trust anchors the chain must ignore it.
+#
+# Exit status: 0 when every case passed (or "SKIP: ..." was printed),
+# 1 when a case failed, 2 on a set-up failure.
+#
+# See README.md beside this file and doc/interop.md.
+set -eu
+
+SELFTEST=0
+KEEP=0
+TLS=0
+for a in "$@"; do
+	case $a in
+	--selftest) SELFTEST=1 ;;
+	--keep) KEEP=1 ;;
+	--tls) TLS=1 ;;
+	-h | --help)
+		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "run.sh: unknown argument: $a (try --help)" >&2
+		exit 2
+		;;
+	esac
+done
+
+if [ "$(id -u)" != 0 ]; then
+	echo "SKIP: needs root (network namespaces, MTAs listening on port 25)"
+	exit 0
+fi
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+export PATH
+LC_ALL=C
+export LC_ALL
+
+# Every name this run creates carries this prefix and our pid, so two runs
+# (or a run and a stale leftover) never collide and teardown removes only
+# what this run made.
+P=qrint$$
+NS_BR=$P-br
+NS_CL=$P-client
+NS_DNS=$P-dns
+NS_PF=$P-postfix
+NS_EX=$P-exim
+ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_BR"
+
+# Addresses: documentation ranges only (RFC 5737, RFC 3849).
+CL4=192.0.2.10 CL6=2001:db8::10
+DNS4=192.0.2.53 DNS6=2001:db8::53
+PF4=192.0.2.25 PF6=2001:db8::25
+EX4=192.0.2.26 EX6=2001:db8::26
+
+T=
+PIDS=
+say() { printf '%s\n' "$*"; }
+die() {
+	printf 'run.sh: %s\n' "$*" >&2
+	exit 2
+}
+
+teardown() {
+	rc=$?
+	set +e
+	trap - EXIT INT TERM HUP
+	# Daemons first, politely, then anything still in our namespaces.
+	for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null; done
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		alive=
+		for pid in $PIDS; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && break
+		sleep 0.3
+	done
+	for ns in $ALL_NS; do
+		if ip netns list 2>/dev/null | grep -q "^$ns\\b"; then
+			for pid in $(ip netns pids "$ns" 2>/dev/null); do
+				kill -KILL "$pid" 2>/dev/null
+			done
+		fi
+	done
+	for pid in $PIDS; do wait "$pid" 2>/dev/null; done
+	for ns in $ALL_NS; do
+		ip netns del "$ns" 2>/dev/null
+		rm -rf "/etc/netns/$ns"
+	done
+	rmdir /etc/netns 2>/dev/null
+	if [ -n "$T" ] && [ -d "$T" ]; then
+		if [ "$KEEP" = 1 ]; then
+			say "kept: $T"
+		else
+			rm -rf "$T"
+		fi
+	fi
+	exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+T=$(mktemp -d /tmp/qrint.XXXXXX)
+# The MTAs deliver as nobody and Postfix runs as postfix: they must be able
+# to walk down to their directories.
+chmod 0755 "$T"
+
+# ---------------------------------------------------------------------------
+# 1. What we need: iproute2 and unbound from Debian, installed; Postfix and
+# Exim fetched and unpacked into $T/root, never installed (they conflict with
+# each other and with whatever MTA the host has).
+
+apt_ready=0
+apt_install() {
+	if [ "$apt_ready" = 0 ]; then
+		apt-get update -q >"$T/apt-update.log" 2>&1 || die "apt-get update failed: see $T/apt-update.log"
+		apt_ready=1
+	fi
+	# A package's postinst must not start a system-wide daemon (unbound's
+	# would fetch the DNSSEC root key from the Internet).
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	say "installing: $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
+		>"$T/apt-install.log" 2>&1 || {
+		[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+		die "apt-get install $* failed: see $T/apt-install.log"
+	}
+	[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+	return 0
+}
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+need=
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v unbound >/dev/null 2>&1 || need="$need unbound"
+command -v setpriv >/dev/null 2>&1 || need="$need util-linux"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+if [ "$SELFTEST" = 1 ]; then command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"; fi
+# shellcheck disable=SC2086
+[ -n "$need" ] && apt_install $need
+
+# Network namespaces must work here (not in every container they do).
+ip netns add "$NS_BR" 2>"$T/netns.err" || {
+	echo "SKIP: cannot create network namespaces: $(cat "$T/netns.err")"
+	exit 0
+}
+
+R=$T/root
+mkdir -p "$T/debs" "$R"
+(cd "$T/debs" && apt-get download -q postfix exim4-daemon-light exim4-base exim4-config \
+	>"$T/apt-download.log" 2>&1) || {
+	apt-get update -q >"$T/apt-update.log" 2>&1 && apt_ready=1
+	(cd "$T/debs" && apt-get download -q postfix exim4-daemon-light exim4-base exim4-config \
+		>"$T/apt-download.log" 2>&1) || die "apt-get download failed: see $T/apt-download.log"
+}
+for deb in "$T"/debs/*.deb; do dpkg-deb -x "$deb" "$R"; done
+
+# Libraries the MTAs link against: these packages don't conflict with
+# anything, so install the missing ones from the packages' Depends.
+libs=
+for deb in "$T"/debs/*.deb; do
+	for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep '^lib'); do
+		installed "$dep" || libs="$libs $dep"
+	done
+done
+# shellcheck disable=SC2086
+[ -n "$libs" ] && apt_install $libs
+PFLIB=$R/usr/lib/postfix
+for bin in "$R/usr/sbin/exim4" "$PFLIB/sbin/master" "$PFLIB/sbin/smtpd" "$PFLIB/sbin/virtual"; do
+	if LD_LIBRARY_PATH=$PFLIB ldd "$bin" | grep -q 'not found'; then
+		die "$bin lacks libraries: $(LD_LIBRARY_PATH=$PFLIB ldd "$bin" | grep 'not found' | tr '\n' ' ')"
+	fi
+done
+
+# The Debian builds look these accounts up by name at run time.
+made_users=
+if ! getent group postdrop >/dev/null; then groupadd --system postdrop; made_users="$made_users group:postdrop"; fi
+for u in postfix Debian-exim; do
+	if ! getent passwd "$u" >/dev/null; then
+		useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin "$u"
+		made_users="$made_users user:$u"
+	fi
+done
+[ -n "$made_users" ] && say "note: created system accounts the MTAs need (left in place):$made_users"
+
+# ---------------------------------------------------------------------------
+# 2. The chain (or nothing, in self-test mode).
+
+PROGS="qmail-remote qmail-newsmtproutes qmail-remote-routes qmail-remote-resolve qmail-remote-connect qmail-remote-io"
+BIN=$T/bin
+mkdir -p "$BIN"
+if [ "$SELFTEST" = 0 ]; then
+	command -v go >/dev/null 2>&1 || die "go not found (PATH=$PATH)"
+	for p in $PROGS; do
+		[ -d "$REPO/src/$p" ] || die "src/$p is missing: the chain is not complete (run with --selftest to check the test bed alone)"
+		(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/$p" "./src/$p") \
+			>"$T/build.log" 2>&1 || die "go build ./src/$p failed: $(cat "$T/build.log")"
+	done
+	say "built: $PROGS"
+fi
+
+# ---------------------------------------------------------------------------
+# 3. The network: one bridge in its own namespace, one veth per host.
+
+ip -n "$NS_BR" link set lo up
+ip -n "$NS_BR" link add br0 type bridge mcast_snooping 0
+ip -n "$NS_BR" link set br0 up
+host_ns() { # name v4 v6
+	ip netns add "$1"
+	ip -n "$NS_BR" link add "v$4" type veth peer name eth0 netns "$1"
+	ip -n "$NS_BR" link set "v$4" master br0 up
+	ip -n "$1" link set lo up
+	ip -n "$1" addr add "$2/24" dev eth0
+	# nodad: usable at once, no 1-2 s wait for duplicate address detection.
+	ip -n "$1" addr add "$3/64" dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	# Each host's resolver is our DNS server (ip netns exec bind-mounts
+	# /etc/netns/NAME/resolv.conf over /etc/resolv.conf).
+	mkdir -p "/etc/netns/$1"
+	printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$DNS4" >"/etc/netns/$1/resolv.conf"
+	printf '127.0.0.1 localhost\n::1 localhost\n' >"/etc/netns/$1/hosts"
+}
+host_ns "$NS_CL" "$CL4" "$CL6" cl
+host_ns "$NS_DNS" "$DNS4" "$DNS6" dns
+host_ns "$NS_PF" "$PF4" "$PF6" pf
+host_ns "$NS_EX" "$EX4" "$EX6" ex
+
+in_ns() { # ns command...
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+start() { # ns logfile command... : a daemon in the foreground, remembered
+	local ns=$1 log=$2
+	shift 2
+	ip netns exec "$ns" "$@" </dev/null >"$log" 2>&1 &
+	PIDS="$PIDS $!"
+}
+
+# ---------------------------------------------------------------------------
+# 4. DNS: unbound answering from local data only. "." is a static local zone,
+# so unbound never recurses: a name we don't list is NXDOMAIN, a listed name
+# without the asked type is NODATA (the implicit-MX case).
+
+mkdir -p "$T/dns"
+{
+	cat <<EOF
+server:
+	directory: "$T/dns"
+	chroot: ""
+	username: ""
+	pidfile: "$T/dns/unbound.pid"
+	use-syslog: no
+	logfile: "$T/dns/unbound.log"
+	verbosity: 1
+	log-queries: yes
+	do-daemonize: no
+	interface: $DNS4
+	interface: $DNS6
+	port: 53
+	do-ip4: yes
+	do-ip6: yes
+	access-control: 192.0.2.0/24 allow
+	access-control: 2001:db8::/32 allow
+	module-config: "iterator"
+	local-zone: "." static
+	local-zone: "test." static
+	local-zone: "2.0.192.in-addr.arpa." static
+	local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." static
+EOF
+	while read -r rr; do
+		[ -n "$rr" ] && printf '\tlocal-data: "%s"\n' "$rr"
+	done <<EOF
+client.test. 300 IN A $CL4
+client.test. 300 IN AAAA $CL6
+mx-postfix.test. 300 IN A $PF4
+mx-postfix.test. 300 IN AAAA $PF6
+mx-exim.test. 300 IN A $EX4
+mx-exim.test. 300 IN AAAA $EX6
+pf4.mx.test. 300 IN A $PF4
+pf6.mx.test. 300 IN AAAA $PF6
+ex4.mx.test. 300 IN A $EX4
+ex6.mx.test. 300 IN AAAA $EX6
+closed.mx.test. 300 IN A $DNS4
+badname.mx.test. 300 IN A $EX4
+dual.mx.test. 300 IN AAAA $DNS6
+dual.mx.test. 300 IN A $PF4
+v6fail.test. 300 IN MX 10 dual.mx.test.
+badcert.test. 300 IN MX 10 badname.mx.test.
+v4.test. 300 IN MX 10 pf4.mx.test.
+pf6.test. 300 IN MX 10 pf6.mx.test.
+ex4.test. 300 IN MX 10 ex4.mx.test.
+v6.test. 300 IN MX 10 ex6.mx.test.
+both.test. 300 IN MX 10 mx-exim.test.
+both.test. 300 IN MX 20 mx-postfix.test.
+fallback.test. 300 IN MX 10 closed.mx.test.
+fallback.test. 300 IN MX 20 pf4.mx.test.
+implicit.test. 300 IN A $PF4
+nullmx.test. 300 IN MX 0 .
+EOF
+	for pair in "$CL4 client.test" "$PF4 mx-postfix.test" "$EX4 mx-exim.test" "$CL6 client.test" "$PF6 mx-postfix.test" "$EX6 mx-exim.test"; do
+		printf '\tlocal-data-ptr: "%s"\n' "$pair"
+	done
+	printf 'remote-control:\n\tcontrol-enable: no\n'
+} >"$T/dns/unbound.conf"
+unbound-checkconf "$T/dns/unbound.conf" >"$T/dns/checkconf.log" 2>&1 ||
+	die "unbound config rejected: $(cat "$T/dns/checkconf.log")"
+start "$NS_DNS" "$T/dns/stderr.log" unbound -d -c "$T/dns/unbound.conf"
+
+# ---------------------------------------------------------------------------
+# TLS material: a throw-away CA and one certificate per MTA naming every MX
+# name that points at it (and its addresses). badname.mx.test points at Exim
+# but is in no certificate: tlsstrictness 2 must refuse it.
+
+TD=$T/tls
+mkdir -p "$TD"
+tls_cert() { # name sans
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$TD/$1.key" -out "$TD/$1.csr" -subj "/CN=$1" >>"$TD/openssl.log" 2>&1
+	printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$2" >"$TD/$1.ext"
+	openssl x509 -req -in "$TD/$1.csr" -CA "$TD/ca.pem" -CAkey "$TD/ca.key" \
+		-CAcreateserial -days 2 -extfile "$TD/$1.ext" -out "$TD/$1.pem" >>"$TD/openssl.log" 2>&1
+}
+{
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-keyout "$TD/ca.key" -out "$TD/ca.pem" -subj "/CN=qmail-remote-go interop CA" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+		>>"$TD/openssl.log" 2>&1 &&
+		tls_cert mx-postfix.test "DNS:mx-postfix.test,DNS:pf4.mx.test,DNS:pf6.mx.test,IP:$PF4,IP:$PF6" &&
+		tls_cert mx-exim.test "DNS:mx-exim.test,DNS:ex4.mx.test,DNS:ex6.mx.test,IP:$EX4,IP:$EX6"
+} || die "openssl failed: $(cat "$TD/openssl.log")"
+chown Debian-exim "$TD/mx-exim.test.key"
+
+# ---------------------------------------------------------------------------
+# 5. Postfix: our own config directory, no chroot, virtual mailboxes
+# (Maildir, one per address) under $T/postfix/mail, delivered as nobody.
+# Unknown addresses are refused at RCPT time (virtual_mailbox_maps).
+# Nothing can go out: every non-local transport is "error".
+
+PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test"
+PF_BOXES="small@v4.test big@v4.test small@pf6.test small@both.test small@fallback.test
+small@implicit.test small@v6fail.test m1@v4.test m2@v4.test bounce@v4.test tls2@v4.test tls0@pf6.test"
+EX_DOMAINS="v6.test ex4.test both.test badcert.test"
+EX_BOXES="small big m1 m2 dns6 tls2 tls0"
+
+PC=$T/postfix/etc
+PQ=$T/postfix/spool
+mkdir -p "$PC" "$PQ" "$T/postfix/data" "$T/postfix/mail"
+chown postfix "$T/postfix/data"
+chown nobody:nogroup "$T/postfix/mail"
+for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
+	mkdir -p "$PQ/$d"
+	chown postfix "$PQ/$d"
+	chmod 0700 "$PQ/$d"
+done
+mkdir -p "$PQ/public" "$PQ/maildrop" "$PQ/pid"
+chown postfix:postdrop "$PQ/public" "$PQ/maildrop"
+chmod 0710 "$PQ/public"
+chmod 1730 "$PQ/maildrop"
+cp -R "$R/etc/postfix/." "$PC/"
+map=
+for a in $PF_BOXES; do map="$map${map:+,} $a=${a#*@}/${a%@*}/"; done
+cat >"$PC/main.cf" <<EOF
+compatibility_level = 3.6
+config_directory = $PC
+queue_directory = $PQ
+data_directory = $T/postfix/data
+command_directory = $R/usr/sbin
+daemon_directory = $PFLIB/sbin
+shlib_directory = $PFLIB
+meta_directory = $PC
+mail_owner = postfix
+setgid_group = postdrop
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH=$PFLIB
+maillog_file = /dev/stdout
+myhostname = mx-postfix.test
+mydomain = test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = all
+inet_protocols = all
+mynetworks = 127.0.0.0/8 [::1]/128
+smtpd_banner = \$myhostname ESMTP Postfix (qmail-remote-go interop)
+alias_maps =
+alias_database =
+local_recipient_maps =
+relay_domains =
+virtual_mailbox_domains = $PF_DOMAINS
+virtual_mailbox_base = $T/postfix/mail
+virtual_mailbox_maps = inline:{$map}
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+default_transport = error:interop test bed: no outbound mail
+relay_transport = error:interop test bed: no outbound mail
+biff = no
+smtputf8_enable = yes
+smtpd_tls_security_level = may
+smtpd_tls_chain_files = $TD/mx-postfix.test.key, $TD/mx-postfix.test.pem
+smtpd_tls_received_header = yes
+smtpd_tls_loglevel = 1
+EOF
+cat >"$PC/master.cf" <<'EOF'
+# service type  private unpriv  chroot  wakeup  maxproc command
+smtp      inet  n       -       n       -       -       smtpd
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+EOF
+# master -s is what "postfix start-fg" runs: foreground, and maillog_file
+# may be /dev/stdout (there is no syslog in the namespace to log to).
+start "$NS_PF" "$T/postfix/log" env LD_LIBRARY_PATH="$PFLIB" MAIL_CONFIG="$PC" \
+	"$PFLIB/sbin/master" -c "$PC" -s
+
+# ---------------------------------------------------------------------------
+# 6. Exim: our own config (-C), Maildir per address under $T/exim/mail;
+# unknown local parts refused at RCPT time. Exim gives up root when it
+# re-executes itself with -C for a delivery (the file is not in Debian's
+# TRUSTED_CONFIG_LIST, which we leave alone), so it delivers as its own
+# user, Debian-exim, the uid it is left with.
+
+EC=$T/exim/exim.conf
+mkdir -p "$T/exim/spool" "$T/exim/log" "$T/exim/mail"
+chown Debian-exim:Debian-exim "$T/exim/spool" "$T/exim/log"
+chown Debian-exim:Debian-exim "$T/exim/mail"
+cat >"$EC" <<EOF
+primary_hostname = mx-exim.test
+exim_path = $R/usr/sbin/exim4
+spool_directory = $T/exim/spool
+log_file_path = $T/exim/log/%slog
+domainlist local_domains = ${EX_DOMAINS// / : }
+daemon_smtp_ports = 25
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts = *
+tls_certificate = $TD/mx-exim.test.pem
+tls_privatekey = $TD/mx-exim.test.key
+keep_environment =
+message_size_limit = 50M
+log_selector = +pipelining +received_recipients
+acl_smtp_rcpt = acl_rcpt
+
+begin acl
+acl_rcpt:
+  deny    message = relay not permitted
+          !domains = +local_domains
+  require verify = recipient
+  accept
+
+begin routers
+mailbox:
+  driver = accept
+  domains = +local_domains
+  local_parts = ${EX_BOXES// / : }
+  transport = maildir
+
+begin transports
+maildir:
+  driver = appendfile
+  directory = $T/exim/mail/\$domain_data/\$local_part_data
+  maildir_format
+  create_directory
+  return_path_add
+  envelope_to_add
+  delivery_date_add = false
+  user = Debian-exim
+  group = Debian-exim
+  mode = 0600
+
+begin retry
+*  *  F,1h,10m
+EOF
+start "$NS_EX" "$T/exim/stderr.log" "$R/usr/sbin/exim4" -C "$EC" -bdf
+
+# ---------------------------------------------------------------------------
+# Wait (bounded) until DNS answers on both families and both MTAs greet.
+
+wait_dns() {
+	for _ in $(seq 1 100); do
+		l=$(in_ns "$NS_DNS" ss -Hlun 'sport = :53' 2>/dev/null || true)
+		case $l in *"$DNS4"*"$DNS6"* | *"$DNS6"*"$DNS4"*) return 0 ;; esac
+		sleep 0.2
+	done
+	die "unbound is not listening after 20 s: $(cat "$T/dns/stderr.log" "$T/dns/unbound.log" 2>/dev/null)"
+}
+greets() { # ip: read the first 3 bytes of the greeting from the client namespace
+	# shellcheck disable=SC2016 # $1 is the inner shell's
+	in_ns "$NS_CL" timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/25" && head -c 3 <&3 && printf "QUIT\r\n" >&3' _ "$1" 2>/dev/null
+}
+wait_smtp() { # ip what log...
+	ip=$1 what=$2
+	shift 2
+	for _ in $(seq 1 60); do
+		[ "$(greets "$ip" || true)" = 220 ] && return 0
+		sleep 0.5
+	done
+	die "$what does not greet on $ip port 25 after 30 s: $(tail -n 20 "$@" 2>/dev/null)"
+}
+wait_dns
+for ip in $PF4 $PF6; do wait_smtp "$ip" Postfix "$T/postfix/log"; done
+for ip in $EX4 $EX6; do wait_smtp "$ip" Exim "$T/exim/stderr.log" "$T/exim/log/mainlog" "$T/exim/log/paniclog"; done
+say "test bed up: unbound $DNS4 $DNS6, Postfix $PF4 $PF6, Exim $EX4 $EX6"
+
+# ---------------------------------------------------------------------------
+# 7. The messages, in qmail's queue format: LF line ends, no CR anywhere.
+# Not in them, on purpose: NUL bytes and bare CRs. The chain turns a bare CR
+# into CRLF (SPEC 7), so what the MTA stores could not equal the input.
+
+mkmsg() { # case-name body-kind > file
+	printf 'Received: (qmail 4242 invoked by uid 1000); 25 Nov 2026 12:00:00 -0000\n'
+	printf 'Date: Wed, 25 Nov 2026 12:00:00 +0000\n'
+	printf 'From: Interop Sender <sender@client.test>\n'
+	printf 'To: interop@test\n'
+	printf 'Subject: qmail-remote-go interop %s\n' "$1"
+	printf 'Message-ID: <%s.%s@client.test>\n' "$1" "$$"
+	printf 'MIME-Version: 1.0\n'
+	printf 'Content-Type: text/plain; charset=iso-8859-1\n'
+	printf 'Content-Transfer-Encoding: 8bit\n'
+	printf '\n'
+	# Transparency (RFC 5321 4.5.2): lines that are, or start with, dots.
+	printf '.\n..\n...\n. a line starting with a dot\n.. two dots\n'
+	printf '\n.\n\n'
+	# Text that must stay text (smuggling attempts, RFC 5321 commands).
+	printf 'QUIT\nMAIL FROM:<evil@client.test>\nRCPT TO:<evil@test>\nDATA\n'
+	printf 'From the mbox point of view this line is special\n'
+	printf '>From too\n'
+	# 8-bit bytes, every one from 0x80 to 0xff, and a tab and trailing spaces.
+	printf 'caf\351 na\357ve \374ber \344\366\374 \200\201\237\240\377\n'
+	i=128
+	line=
+	while [ $i -le 255 ]; do
+		# shellcheck disable=SC2059 # the format is the octal escape
+		line=$line$(printf "\\$(printf '%03o' $i)")
+		i=$((i + 1))
+	done
+	printf '%s\n' "$line"
+	printf 'tab\there, trailing spaces   \n'
+	# Long lines: 998 bytes, the most RFC 5321 4.5.3.1.6 allows before the
+	# CRLF, and a 997-byte one starting with a dot (998 after stuffing).
+	awk 'BEGIN { s = ""; for (i = 0; i < 998; i++) s = s sprintf("%c", 97 + i % 26); print s
+	             s = "."; for (i = 1; i < 997; i++) s = s sprintf("%c", 65 + i % 26); print s }'
+	case $2 in
+	small)
+		awk 'BEGIN { for (i = 1; i <= 300; i++) {
+			if (i % 10 == 0) printf ".line %d starts with a dot\n", i
+			else if (i % 17 == 0) printf "\n"
+			else printf "line %d of the interop message: the quick brown fox\n", i } }'
+		;;
+	big)
+		# About 2 MiB: varied lengths, dots at line starts, a blank line
+		# now and then.
+		awk 'BEGIN { n = 0; i = 0; while (n < 2097152) { i++
+			len = (i * 37) % 200
+			s = ((i % 7 == 0) ? "." : "") sprintf("%07d ", i)
+			while (length(s) < len) s = s "0123456789abcdefghij"
+			if (length(s) > len && len > 9) s = substr(s, 1, len)
+			if (i % 101 == 0) s = ""
+			print s; n += length(s) + 1 } }'
+		;;
+	esac
+	printf 'last line\n'
+}
+
+MSGS=$T/msgs
+mkdir -p "$MSGS"
+mkmsg small small >"$MSGS/small"
+mkmsg big big >"$MSGS/big"
+say "messages: small $(wc -c <"$MSGS/small") bytes, $(wc -l <"$MSGS/small") lines; big $(wc -c <"$MSGS/big") bytes"
+
+# ---------------------------------------------------------------------------
+# 8. The client side: a qmail home with control/me only (no smtproutes), the
+# stock tcpto file, and qmail-remote run the way qmail-rspawn runs it: as an
+# unprivileged user, fd 0 the message, fd 1 and fd 2 the same pipe.
+
+QH=$T/qmail
+mkdir -p "$QH/control" "$QH/queue/lock" "$QH/run/qmail-remote"
+echo client.test >"$QH/control/me"
+echo 10 >"$QH/control/timeoutconnect"
+echo 60 >"$QH/control/timeoutremote"
+echo 30 >"$QH/control/timeoutdns"
+: >"$QH/queue/lock/tcpto"
+chown -R nobody:nogroup "$QH/queue" "$QH/run"
+# Same, plus trust anchors and a strictness, for the --tls cases.
+for strict in 0 2; do
+	q=$T/qmail-tls$strict
+	cp -R "$QH" "$q"
+	echo "$TD/ca.pem" >"$q/control/trustanchors"
+	echo "$strict" >"$q/control/tlsstrictness"
+	chown -R nobody:nogroup "$q/queue" "$q/run"
+done
+chmod a+r "$TD/ca.pem"
+QHOME=$QH
+chmod -R a+rX "$BIN" "$QH" "$MSGS"
+
+# The stand-in client (--selftest): dig for MX and A/AAAA, bash /dev/tcp
+# for SMTP (no pipelining, one recipient per RCPT, dot-stuffing by sed).
+# It writes qmail-remote reports so the same checks apply. Not a model of
+# the chain: just enough to prove the test bed.
+standin() { # host sender rcpt...
+	host=$1 sender=$2
+	shift 2
+	mx=$(dig +short +tries=2 +time=2 MX "$host")
+	status=$(dig +tries=2 +time=2 MX "$host" | sed -n 's/.*status: \([A-Z]*\).*/\1/p')
+	if [ "$status" = NXDOMAIN ]; then
+		printf "DSorry, I couldn't find any host named %s. (#5.1.2)\\0" "$host"
+		return 0
+	fi
+	case $mx in "0 .") printf 'DSorry, %s does not accept mail (null MX). (#5.1.10)\0' "$host"; return 0 ;; esac
+	[ -n "$mx" ] || mx="0 $host."
+	addrs=$(printf '%s\n' "$mx" | sort -n | while read -r _ name; do
+		dig +short AAAA "$name"
+		dig +short A "$name"
+	done)
+	for ip in $addrs; do
+		{ exec 3<>"/dev/tcp/$ip/25"; } 2>/dev/null || continue
+		reply() { # read one (multi-line) reply into $code/$text
+			text=
+			while IFS= read -r -t 30 l <&3; do
+				l=${l%$'\r'}
+				text="$text${text:+/}$l"
+				[ "${l:3:1}" = "-" ] || break
+			done
+			code=${l:0:3}
+		}
+		reply
+		[ "$code" = 220 ] || { exec 3<&-; continue; }
+		printf 'HELO client.test\r\n' >&3
+		reply
+		printf 'MAIL FROM:<%s>\r\n' "$sender" >&3
+		reply
+		[ "${code:0:1}" = 2 ] || { printf 'D%s sender rejected: %s\0' "$ip" "$text"; return 0; }
+		ok=0
+		for r in "$@"; do
+			printf 'RCPT TO:<%s>\r\n' "$r" >&3
+			reply
+			case $code in
+			2*) printf 'r\0'; ok=1 ;;
+			5*) printf 'h%s does not like recipient.\nRemote host said: %s\0' "$ip" "$text" ;;
+			*) printf 's%s does not like recipient.\nRemote host said: %s\0' "$ip" "$text" ;;
+			esac
+		done
+		if [ $ok = 0 ]; then
+			printf 'QUIT\r\n' >&3
+			printf 'DGiving up on %s.\n\0' "$ip"
+			return 0
+		fi
+		printf 'DATA\r\n' >&3
+		reply
+		sed 's/^\./../; s/$/\r/' >&3
+		printf '.\r\n' >&3
+		reply
+		printf 'QUIT\r\n' >&3
+		exec 3<&-
+		case $code in
+		2*) printf 'K%s accepted message.\nRemote host said: %s\0' "$ip" "$text" ;;
+		5*) printf 'D%s failed after I sent the message.\nRemote host said: %s\0' "$ip" "$text" ;;
+		*) printf 'Z%s failed after I sent the message.\nRemote host said: %s\0' "$ip" "$text" ;;
+		esac
+		return 0
+	done
+	printf "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\\0"
+}
+
+deliver() { # out-file msg-file host sender rcpt...
+	local out msg
+	out=$1 msg=$2
+	shift 2
+	if [ "$SELFTEST" = 1 ]; then
+		# shellcheck disable=SC2034
+		in_ns "$NS_CL" timeout 120 bash -c "$(declare -f standin); standin \"\$@\"" _ "$@" \
+			<"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
+	else
+		in_ns "$NS_CL" timeout 120 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+			env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME="$QHOME" QMAILREMOTE_LIBEXECDIR="$BIN" \
+			"$BIN/qmail-remote" "$@" <"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
+	fi
+	return 0
+}
+
+# ---------------------------------------------------------------------------
+# 9. Checks.
+
+# reports FILE: split qmail-remote's output at the NULs into REP[]; fail
+# when there are bytes after the last NUL (a torn or unterminated report).
+# A report's text may end with a newline (stock qmail-remote writes one
+# before the NUL): drop it so the patterns below need not care.
+REP=()
+reports() {
+	local x=
+	REP=()
+	while IFS= read -r -d '' x; do REP+=("${x%$'\n'}"); done <"$1"
+	[ -z "$x" ]
+}
+
+# stored_ok MAILDIR MSG SENDER RCPT: exactly one message in MAILDIR/new,
+# and it is exactly (a header block the MTA prepended) + (MSG byte for
+# byte). The prepended block may only hold the trace and delivery fields
+# Postfix and Exim add (Received, Return-Path, Delivered-To, X-Original-To,
+# Envelope-to) and their continuation lines; Return-Path must carry the
+# envelope sender and Delivered-To/Envelope-to the recipient.
+WHY=
+stored_ok() {
+	local dir files f fs ms bad msg sender rcpt
+	dir=$1/new msg=$2 sender=$3 rcpt=$4
+	WHY=
+	files=$(find "$dir" -type f 2>/dev/null | wc -l)
+	[ "$files" = 1 ] || {
+		WHY="$files messages in $dir (want 1)"
+		return 1
+	}
+	f=$(find "$dir" -type f)
+	fs=$(wc -c <"$f") ms=$(wc -c <"$msg")
+	[ "$fs" -gt "$ms" ] || {
+		WHY="stored $fs bytes, original $ms: nothing prepended?"
+		return 1
+	}
+	tail -c "$ms" "$f" | cmp -s - "$msg" || {
+		WHY="stored message does not end with the original bytes: $(tail -c "$ms" "$f" | cmp - "$msg" 2>&1 | head -n 1)"
+		return 1
+	}
+	local pre=$T/prefix
+	head -c $((fs - ms)) "$f" >"$pre"
+	[ "$(tail -c 1 "$pre" | od -An -c | tr -d ' ')" = '\n' ] || {
+		WHY="prepended block does not end with a newline"
+		return 1
+	}
+	bad=$(grep -Eiv '^(Received|Return-Path|Delivered-To|X-Original-To|Envelope-to):|^[[:space:]]' "$pre" || true)
+	[ -z "$bad" ] || {
+		WHY="unexpected prepended line: $bad"
+		return 1
+	}
+	grep -qix "Return-Path: <$sender>" "$pre" || {
+		WHY="no Return-Path: <$sender> in $(tr '\n' '|' <"$pre")"
+		return 1
+	}
+	grep -qiE "^(Delivered-To|Envelope-to): $rcpt\$" "$pre" || {
+		WHY="no Delivered-To/Envelope-to: $rcpt"
+		return 1
+	}
+	return 0
+}
+
+# Postfix and Exim accept first and deliver right after: wait (bounded)
+# for the mailbox to fill.
+wait_box() { # maildir
+	for _ in $(seq 1 100); do
+		[ -n "$(find "$1/new" -type f 2>/dev/null | head -n 1)" ] && return 0
+		sleep 0.2
+	done
+	return 0
+}
+box() { # address server
+	case $2 in
+	postfix) echo "$T/postfix/mail/${1#*@}/${1%@*}" ;;
+	exim) echo "$T/exim/mail/${1#*@}/${1%@*}" ;;
+	esac
+}
+
+RESULTS=()
+FAILS=0
+now_ms() { date +%s%3N; }
+record() { # case server family result ms detail
+	RESULTS+=("$(printf '%-12s %-8s %-6s %-5s %7s  %s' "$1" "$2" "$3" "$4" "$5" "$6")")
+	[ "$4" = PASS ] || FAILS=$((FAILS + 1))
+	printf '%-12s %-8s %-6s %s (%s ms)%s\n' "$1" "$2" "$3" "$4" "$5" "${7:+: $7}"
+}
+family() { case $1 in *:*) echo IPv6 ;; *) echo IPv4 ;; esac; }
+show() { tr '\0\n' '|/' <"$1" | cut -c 1-300; }
+
+# expect_k CASE SERVER WANTIP(S) MSG HOST SENDER RCPT...: r for each
+# recipient, then K from one of WANTIPS, and every recipient's mailbox
+# holds the message exactly.
+expect_k() {
+	local name server want msg host sender out t0 ms fam detail k ip i r b
+	name=$1 server=$2 want=$3 msg=$4 host=$5 sender=$6
+	shift 6
+	out=$T/out.$name
+	t0=$(now_ms)
+	deliver "$out" "$msg" "$host" "$sender" "$@"
+	ms=$(($(now_ms) - t0))
+	fam='?'
+	detail=
+	if ! reports "$out"; then
+		detail="output not NUL-terminated: $(show "$out")"
+	elif [ "${#REP[@]}" != $(($# + 1)) ]; then
+		detail="${#REP[@]} reports, want $(($# + 1)): $(show "$out")"
+	else
+		k=${REP[$#]}
+		for i in $(seq 0 $(($# - 1))); do
+			[ "${REP[$i]:0:1}" = r ] || detail="recipient $((i + 1)) not r: $(show "$out")"
+		done
+		ip=${k#K}
+		ip=${ip%% accepted message.*}
+		case $k in K*" accepted message."*) ;; *) detail="not K: $(show "$out")" ;; esac
+		fam=$(family "$ip")
+		case " $want " in *" $ip "*) ;; *) detail="${detail:-K from $ip, want one of $want}" ;; esac
+	fi
+	if [ -z "$detail" ]; then
+		for r in "$@"; do
+			b=$(box "$r" "$server")
+			wait_box "$b"
+			if ! stored_ok "$b" "$msg" "$sender" "$r"; then
+				detail="$r: $WHY"
+			elif [ "$QHOME" = "$QH" ] && grep -q TLS "$T/prefix"; then
+				# No trust anchors: STARTTLS must not even be tried.
+				detail="$r: the server's Received line says TLS: $(grep TLS "$T/prefix")"
+			elif [ "$QHOME" != "$QH" ] && ! grep -q TLS "$T/prefix"; then
+				detail="$r: the server's Received line does not say TLS"
+			fi
+		done
+	fi
+	if [ -z "$detail" ]; then
+		record "$name" "$server" "$fam" PASS "$ms" "$(printf '%s' "${REP[$#]}" | head -n 1)"
+	else
+		record "$name" "$server" "$fam" FAIL "$ms" "see below" "$detail"
+		say "  transcript: $(show "$out")"
+	fi
+}
+
+# expect_fail CASE SERVER FAMILY PATTERN... -- HOST SENDER RCPT...: the
+# reports match the glob patterns, one per report, in order.
+expect_fail() {
+	local name server fam pats out t0 ms detail i
+	name=$1 server=$2 fam=$3
+	shift 3
+	pats=()
+	while [ "$1" != -- ]; do
+		pats+=("$1")
+		shift
+	done
+	shift
+	out=$T/out.$name
+	t0=$(now_ms)
+	deliver "$out" "$MSGS/small" "$@"
+	ms=$(($(now_ms) - t0))
+	detail=
+	if ! reports "$out"; then
+		detail="output not NUL-terminated: $(show "$out")"
+	elif [ "${#REP[@]}" != "${#pats[@]}" ]; then
+		detail="${#REP[@]} reports, want ${#pats[@]}: $(show "$out")"
+	else
+		for i in "${!pats[@]}"; do
+			# shellcheck disable=SC2053
+			[[ ${REP[$i]} == ${pats[$i]} ]] || detail="report $((i + 1)) is not ${pats[$i]}: $(show "$out")"
+		done
+	fi
+	if [ -z "$detail" ]; then
+		record "$name" "$server" "$fam" PASS "$ms" "$(printf '%s' "${REP[${#REP[@]} - 1]}" | head -n 1)"
+	else
+		record "$name" "$server" "$fam" FAIL "$ms" "see below" "$detail"
+	fi
+}
+
+say ""
+S=sender@client.test
+expect_k pf-v4 postfix "$PF4" "$MSGS/small" v4.test "$S" small@v4.test
+expect_k pf-v6 postfix "$PF6" "$MSGS/small" pf6.test "$S" small@pf6.test
+expect_k exim-v4 exim "$EX4" "$MSGS/small" ex4.test "$S" small@ex4.test
+expect_k exim-v6 exim "$EX6" "$MSGS/small" v6.test "$S" small@v6.test
+expect_k pf-v4-2MB postfix "$PF4" "$MSGS/big" v4.test "$S" big@v4.test
+expect_k exim-v6-2MB exim "$EX6" "$MSGS/big" v6.test "$S" big@v6.test
+# Within one MX, IPv6 addresses first (doc/qmail-remote-resolve.md).
+expect_k both-mx exim "$EX6" "$MSGS/small" both.test "$S" small@both.test
+expect_k fallback postfix "$PF4" "$MSGS/small" fallback.test "$S" small@fallback.test
+expect_k v6-refused postfix "$PF4" "$MSGS/small" v6fail.test "$S" small@v6fail.test
+expect_k implicit-mx postfix "$PF4" "$MSGS/small" implicit.test "$S" small@implicit.test
+expect_k bounce-from postfix "$PF4" "$MSGS/small" v4.test "" bounce@v4.test
+expect_k two-rcpts exim "$EX6" "$MSGS/small" v6.test "$S" m1@v6.test m2@v6.test
+expect_fail pf-reject postfix IPv4 "h$PF4 does not like recipient.*" "DGiving up on $PF4*" -- v4.test "$S" nosuch@v4.test
+expect_fail exim-reject exim IPv6 "h$EX6 does not like recipient.*" "DGiving up on $EX6*" -- v6.test "$S" nosuch@v6.test
+expect_fail mixed-rcpts postfix IPv4 "r*" "h$PF4 does not like recipient.*" "r*" "K$PF4 accepted message.*" -- \
+	v4.test "$S" m1@v4.test nosuch@v4.test m2@v4.test
+expect_fail nxdomain dns - "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)" -- nosuch.test "$S" user@nosuch.test
+expect_fail null-mx dns - "D*" -- nullmx.test "$S" user@nullmx.test
+
+# STARTTLS (--tls): the MTA's own Received line must say TLS, and so must
+# our K report; at strictness 2 a certificate that does not name the MX is
+# refused, at 0 it is used anyway (opportunistic, unverified).
+tls_probe() { # case server ip name want(ok|fail): the stand-in's TLS check
+	local out=$T/out.$1 t0 ms addr=$3 got
+	case $3 in *:*) addr="[$3]" ;; esac
+	t0=$(now_ms)
+	in_ns "$NS_CL" timeout 15 openssl s_client -starttls smtp -connect "$addr:25" \
+		-servername "$4" -verify_hostname "$4" -verify_return_error \
+		-CAfile "$TD/ca.pem" </dev/null >"$out" 2>&1 && got=ok || got=fail
+	ms=$(($(now_ms) - t0))
+	if [ "$got" = "$5" ]; then
+		record "$1" "$2" "$(family "$3")" PASS "$ms" "openssl s_client -starttls smtp to $4: $got"
+	else
+		record "$1" "$2" "$(family "$3")" FAIL "$ms" "see below" "s_client to $4 at $3: $got, want $5: $(grep -E 'Verif|error' "$out" | head -n 3 | tr '\n' '/')"
+	fi
+}
+if [ "$TLS" = 1 ] && [ "$SELFTEST" = 1 ]; then
+	tls_probe tls-pf-v4 postfix "$PF4" pf4.mx.test ok
+	tls_probe tls-pf-v6 postfix "$PF6" pf6.mx.test ok
+	tls_probe tls-exim-v4 exim "$EX4" ex4.mx.test ok
+	tls_probe tls-exim-v6 exim "$EX6" ex6.mx.test ok
+	tls_probe tls-badname exim "$EX4" badname.mx.test fail
+elif [ "$TLS" = 1 ]; then
+	QHOME=$T/qmail-tls2
+	expect_k tls2-pf-v4 postfix "$PF4" "$MSGS/small" v4.test "$S" tls2@v4.test
+	expect_k tls2-exim-v6 exim "$EX6" "$MSGS/small" v6.test "$S" tls2@v6.test
+	expect_fail tls2-badname exim IPv4 "Z*" -- badcert.test "$S" tls2@badcert.test
+	QHOME=$T/qmail-tls0
+	expect_k tls0-badname exim "$EX4" "$MSGS/small" badcert.test "$S" tls0@badcert.test
+	expect_k tls0-pf-v6 postfix "$PF6" "$MSGS/small" pf6.test "$S" tls0@pf6.test
+	QHOME=$QH
+	for c in tls2-pf-v4 tls2-exim-v6 tls0-badname tls0-pf-v6; do
+		case $(tr '\0' '\n' <"$T/out.$c" | grep '^K') in
+		*TLS*) ;;
+		*) record "$c-K" - - FAIL - "see below" "the K report does not say TLS: $(show "$T/out.$c")" ;;
+		esac
+	done
+fi
+
+# The resolver over IPv6: the client's resolv.conf names only the IPv6
+# address of the DNS server; unbound's query log must show the MX query
+# coming from the client's IPv6 address.
+printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$DNS6" >"/etc/netns/$NS_CL/resolv.conf"
+expect_k resolv-v6 exim "$EX6" "$MSGS/small" v6.test "$S" dns6@v6.test
+printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$DNS4" >"/etc/netns/$NS_CL/resolv.conf"
+if ! grep -q "info: $CL6 v6.test. MX IN" "$T/dns/unbound.log"; then
+	record resolv-v6-q dns IPv6 FAIL - "see below" "no MX query from $CL6 in unbound's log"
+fi
+
+# The checker itself must be able to fail: feed it a stored message with
+# one byte changed, with a stuffed dot left in, with a header the MTAs do
+# not add, and twice; each must be refused, and the pristine copy taken.
+checker() {
+	local src c d bad=
+	src=$(find "$(box small@v4.test postfix)/new" -type f | head -n 1)
+	if [ -z "$src" ]; then
+		record checker - - FAIL - "see below" "no stored message to work on"
+		return 0
+	fi
+	for c in pristine flip dot header twice; do
+		d=$T/checker/$c/new
+		mkdir -p "$d"
+		case $c in
+		pristine) cp "$src" "$d/1" ;;
+		flip) sed 's/^line 151 of/line 151 0f/' "$src" >"$d/1" ;;
+		dot) sed 's/^\.line 10 /..line 10 /' "$src" >"$d/1" ;;
+		header) { echo "X-Scanned: yes"; cat "$src"; } >"$d/1" ;;
+		twice) cp "$src" "$d/1" && cp "$src" "$d/2" ;;
+		esac
+		cmp -s "$src" "$d/1" && [ "$c" != pristine ] && [ "$c" != twice ] && bad="$bad $c(mutation did nothing)"
+		if stored_ok "$T/checker/$c" "$MSGS/small" "$S" small@v4.test; then
+			[ "$c" = pristine ] || bad="$bad $c(accepted)"
+		else
+			[ "$c" = pristine ] && bad="$bad pristine(refused: $WHY)"
+		fi
+	done
+	if [ -z "$bad" ]; then
+		record checker - - PASS - "refuses a changed byte, a stuffed dot, an added header, a duplicate"
+	else
+		record checker - - FAIL - "see below" "$bad"
+	fi
+}
+checker
+
+say ""
+say "case         server   family result   ms  report"
+for l in "${RESULTS[@]}"; do say "$l"; done
+say ""
+if [ "$FAILS" = 0 ]; then
+	say "interop: ${#RESULTS[@]} passed, 0 failed"
+else
+	say "interop: $((${#RESULTS[@]} - FAILS)) passed, $FAILS failed (logs: $T/postfix/log $T/exim/log/mainlog; rerun with --keep)"
+	exit 1
+fi
