@@ -17,6 +17,11 @@ const (
 	// began; its stdout holds a Z report saying why, and the connector may
 	// try the next candidate.
 	ExitNextCandidate = 10
+	// ExitTLSFailed: like ExitNextCandidate, but the failure was TLS's
+	// (STARTTLS accepted, then the handshake or the certificate failed).
+	// At tlsstrictness 0 the connector retries the same address in
+	// cleartext; otherwise it is treated as ExitNextCandidate.
+	ExitTLSFailed = 11
 	// ExitUsage: wrong usage or an invalid environment variable.
 	ExitUsage = 100
 	// ExitSystem: a system call failed.

@@ -49,6 +49,23 @@ const Candidates = "QMAILREMOTE_CANDIDATES"
 // Set by qmail-remote-connect (with the UCSPI variables below).
 const MXName = "QMAILREMOTE_MXNAME"
 
+// Set by qmail-remote for qmail-remote-io: the path of the TLS stage.
+const TLSIO = "QMAILREMOTE_TLSIO"
+
+// Set by qmail-remote-connect for qmail-remote-io: what to do about
+// STARTTLS on this connection (TLSTry, TLSRequire, TLSNone).
+const TLS = "QMAILREMOTE_TLS"
+
+const (
+	TLSTry     = "try"     // STARTTLS if offered; cleartext otherwise
+	TLSRequire = "require" // STARTTLS or nothing: no mail in cleartext
+	TLSNone    = "none"    // cleartext, no STARTTLS
+)
+
+// Set by qmail-remote-tlsio for the application it runs: whether the
+// server's certificate was verified (1) or not (0).
+const TLSVerified = "QMAILREMOTE_TLSVERIFIED"
+
 // UCSPI client variables (s6-tcpclient names).
 const (
 	Proto         = "PROTO"
