@@ -165,6 +165,10 @@ func TestBadInput(t *testing.T) {
 		{"ipme", "192.0.2.1\nnot-an-ip\n", `control/ipme holds "not-an-ip"`},
 		{"helohost", "two words\n", `control/helohost holds "two words"`},
 		{"clientcert", "/etc/ssl/x.pem\n", `control/clientcert is set but control/clientkey is not`},
+		{"trustanchors", "/nonexistent/anchors.pem\n", `control/trustanchors names /nonexistent/anchors.pem: no such file or directory`},
+		{"trustanchors", "/etc/passwd/\n", `control/trustanchors names /etc/passwd/`},
+		{"trustanchors", "/\n", ``}, // a directory that exists: fine
+		{"trustanchors", "/tmp\n", `which is not a file (a directory must end in /)`},
 		{"smtproutes", "example.test:[127.0.0.1]:99999\n", `smtproutes`},
 		{"smtproutes", "x\n" + "example.test:relay.example.test\nbroken line\n", `line 1`},
 	}
@@ -174,6 +178,10 @@ func TestBadInput(t *testing.T) {
 			route(h, srv)
 			h.control(c.file, c.content)
 			before := srv.Conns()
+			if c.want == "" {
+				h.run(sample, "example.test", "a@b", "c@d").expect(t, 'K')
+				return
+			}
 			h.run(sample, "example.test", "a@b", "c@d").expect(t, 'Z', "Unable to read control files", c.want)
 			if srv.Conns() != before {
 				t.Error("connected despite a broken control file")

@@ -95,6 +95,7 @@ func run(args []string) (out guard.Outcome) {
 	set(chainenv.ClientCert, cf.clientCert)
 	set(chainenv.ClientKey, cf.clientKey)
 	set(chainenv.TLSStrictness, strconv.FormatInt(cf.tlsStrictness, 10))
+	set(chainenv.TLSIO, filepath.Join(libexec, "qmail-remote-tlsio"))
 	set(chainenv.MsgBytes, strconv.FormatInt(stats.WireBytes, 10))
 	set(chainenv.Msg8Bit, map[bool]string{false: "0", true: "1"}[stats.Has8Bit])
 
@@ -197,7 +198,53 @@ func readControl() (c controls, err error) {
 	if c.tlsStrictness, err = control.Int("control/tlsstrictness", 0, 0, 2); err != nil {
 		return c, err
 	}
+	if err := checkTLSFiles(c); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// checkTLSFiles makes sure the files the TLS stage will need are there and
+// readable by us, so that a typo shows up as a Z naming the file before any
+// connection, not as a cleartext delivery or a failure per server. Only
+// readability: parsing certificates is the TLS stage's job (and keeps
+// crypto out of this program's start-up).
+func checkTLSFiles(c controls) error {
+	if c.trustAnchors != "" {
+		st, err := os.Stat(c.trustAnchors)
+		switch {
+		case err != nil:
+			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, errText(err))
+		case strings.HasSuffix(c.trustAnchors, "/") && !st.IsDir():
+			return fmt.Errorf("control/trustanchors names %s, which is not a directory", c.trustAnchors)
+		case !strings.HasSuffix(c.trustAnchors, "/") && !st.Mode().IsRegular():
+			return fmt.Errorf("control/trustanchors names %s, which is not a file (a directory must end in /)", c.trustAnchors)
+		}
+		if f, err := os.Open(c.trustAnchors); err != nil {
+			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, errText(err))
+		} else {
+			f.Close()
+		}
+	}
+	for _, f := range []struct{ control, path string }{{"control/clientcert", c.clientCert}, {"control/clientkey", c.clientKey}} {
+		if f.path == "" {
+			continue
+		}
+		h, err := os.Open(f.path)
+		if err != nil {
+			return fmt.Errorf("%s names %s: %v", f.control, f.path, errText(err))
+		}
+		h.Close()
+	}
+	return nil
+}
+
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // scan checks that fd 0 is a regular file and pre-scans it from the start.
