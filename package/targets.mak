@@ -6,4 +6,5 @@ LIBEXEC_TARGETS := \
 qmail-remote-routes \
 qmail-remote-resolve \
 qmail-remote-connect \
-qmail-remote-io
+qmail-remote-io \
+qmail-remote-tlsio

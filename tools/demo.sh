@@ -1,6 +1,6 @@
 #!/bin/sh
 #
-# tools/demo.sh [-check]: one real delivery through the INSTALLED chain.
+# tools/demo.sh [-check]: real deliveries through the INSTALLED chain.
 #
 # It builds, installs into a temporary DESTDIR, makes a throwaway qmail home
 # whose control/smtproutes sends example.test to tools/smtp-sink on a
@@ -8,11 +8,19 @@
 # message file, fd 2 = fd 1), and shows what qmail-remote printed and what
 # the server received. Nothing leaves the machine: loopback only, no DNS.
 #
+# Then the same under STARTTLS: tools/mkcert makes a throwaway CA and a
+# certificate for 127.0.0.1 (an IP SAN: the route is the address literal
+# [127.0.0.1], which the TLS stage verifies by IP SAN, so no DNS is
+# needed), a second sink offers STARTTLS with it, and a second qmail home
+# has control/trustanchors (the CA) and control/tlsstrictness 2: the chain
+# must verify the certificate or send nothing.
+#
 # -check (make check-install): quiet unless something is wrong; exits 1
-# unless the output is an r and a K report and the sink received the
-# message byte for byte (with CRLF line ends) and the right envelope. It
-# then does it again through a second installation whose compiled-in paths
-# all point into the temporary directory, with an empty environment.
+# unless each run's output is an r and a K report and the sink received the
+# message byte for byte (with CRLF line ends) and the right envelope, and
+# the TLS run's K and the sink both say TLS. It then does the cleartext run
+# again through a second installation whose compiled-in paths all point
+# into the temporary directory, with an empty environment.
 #
 # Needs only Go, make and POSIX tools; works as root and as a normal user.
 
@@ -34,12 +42,12 @@ say () { test "$check" = yes || printf '%s\n' "$*" ; }
 fail () { echo "demo: FAILED: $*" 1>&2 ; exit 1 ; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmail-remote-demo.XXXXXX")
-sinkpid=
+sinkpids=
 cleanup () {
-  if test -n "$sinkpid" ; then
-    kill "$sinkpid" 2>/dev/null || :
-    wait "$sinkpid" 2>/dev/null || :
-  fi
+  for p in $sinkpids ; do
+    kill "$p" 2>/dev/null || :
+    wait "$p" 2>/dev/null || :
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -70,20 +78,25 @@ for p in $(cfg LIBEXEC_TARGETS) ; do
 done
 test -d "$dest$QMAILRUNDIR/qmail-remote" || fail "$QMAILRUNDIR/qmail-remote was not created"
 
-CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/smtp-sink" ./tools/smtp-sink || fail "building tools/smtp-sink"
+CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/" ./tools/smtp-sink ./tools/mkcert || fail "building tools/smtp-sink and tools/mkcert"
 
-# The sink listens on a port the kernel picks and prints it first.
-mkdir "$tmp/sink"
-"$tmp/smtp-sink" -l 127.0.0.1:0 -o "$tmp/sink" > "$tmp/sink.addr" 2> "$tmp/sink.log" &
-sinkpid=$!
-i=0
-while ! test -s "$tmp/sink.addr" ; do
-  i=$((i + 1))
-  test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/sink.log")"
-  sleep 0.1 2>/dev/null || sleep 1
-done
-addr=$(sed -n 1p "$tmp/sink.addr")
-port=${addr##*:}
+# start_sink NAME [options]: a sink storing into $tmp/NAME, on a port the
+# kernel picks (the sink prints it first); sets $port.
+start_sink () {
+  name=$1 ; shift
+  mkdir "$tmp/$name"
+  "$tmp/smtp-sink" -l 127.0.0.1:0 -o "$tmp/$name" "$@" > "$tmp/$name.addr" 2> "$tmp/$name.log" &
+  sinkpids="$sinkpids $!"
+  i=0
+  while ! test -s "$tmp/$name.addr" ; do
+    i=$((i + 1))
+    test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/$name.log")"
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  addr=$(sed -n 1p "$tmp/$name.addr")
+  port=${addr##*:}
+}
+start_sink sink
 
 # A throwaway qmail home. 127.0.0.1 is one of this host's addresses, but
 # the loop rule (ipme) does not apply to smtproutes relays, as in stock
@@ -111,36 +124,43 @@ Hello from the qmail-remote-go demo.
 EOF
 printf 'Gr\303\274\303\237e: this line has 8-bit bytes.\n' >> "$tmp/message"
 
+# deliver HOME: run the installed qmail-remote with qmail home HOME, as
+# qmail-rspawn would; output in $tmp/out, exit status in $rc; show both.
+deliver () {
+  rc=0
+  env QMAILREMOTE_QMAILHOME="$1" \
+      QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" \
+      QMAILREMOTE_LIBEXECDIR="$dest$LIBEXECDIR" \
+      "$dest$BINDIR/qmail-remote" example.test sender@demo.example.test rcpt@example.test \
+      < "$tmp/message" > "$tmp/out" 2>&1 || rc=$?
+
+  # Reports end with NUL; map NUL to RS (octal 036) so awk can split them.
+  tr '\000' '\036' < "$tmp/out" > "$tmp/out.rs"
+  say ""
+  say "== raw output (NUL shown as \\0), exit status $rc:"
+  test "$check" = yes || awk 'BEGIN { RS = "\036" } { printf "%s\\0", $0 } END { print "" }' "$tmp/out.rs"
+  say ""
+  say "== what it means:"
+  test "$check" = yes || awk 'BEGIN { RS = "\036"
+    m["r"] = "recipient report: r (accepted)"; m["h"] = "recipient report: h (rejected for good)"
+    m["s"] = "recipient report: s (rejected for now)"; m["K"] = "message report: K (delivered)"
+    m["Z"] = "message report: Z (temporary failure, qmail will retry)"; m["D"] = "message report: D (permanent failure, qmail will bounce)" }
+    { l = substr($0, 1, 1); t = substr($0, 2); sub(/\n$/, "", t); gsub(/\n/, " / ", t)
+      printf "%s: %s\n", (l in m) ? m[l] : "garbage (" l ")", t }' "$tmp/out.rs"
+}
+
 say "== running, as qmail-rspawn would:"
 say "   qmail-remote example.test sender@demo.example.test rcpt@example.test < message 2>&1"
 say "   (control/smtproutes: example.test:[127.0.0.1]:$port, smtp-sink listening there)"
-rc=0
-env QMAILREMOTE_QMAILHOME="$home" \
-    QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" \
-    QMAILREMOTE_LIBEXECDIR="$dest$LIBEXECDIR" \
-    "$dest$BINDIR/qmail-remote" example.test sender@demo.example.test rcpt@example.test \
-    < "$tmp/message" > "$tmp/out" 2>&1 || rc=$?
+deliver "$home"
 
-# Reports end with NUL; map NUL to RS (octal 036) so awk can split them.
-tr '\000' '\036' < "$tmp/out" > "$tmp/out.rs"
-say ""
-say "== raw output (NUL shown as \\0), exit status $rc:"
-test "$check" = yes || awk 'BEGIN { RS = "\036" } { printf "%s\\0", $0 } END { print "" }' "$tmp/out.rs"
-say ""
-say "== what it means:"
-test "$check" = yes || awk 'BEGIN { RS = "\036"
-  m["r"] = "recipient report: r (accepted)"; m["h"] = "recipient report: h (rejected for good)"
-  m["s"] = "recipient report: s (rejected for now)"; m["K"] = "message report: K (delivered)"
-  m["Z"] = "message report: Z (temporary failure, qmail will retry)"; m["D"] = "message report: D (permanent failure, qmail will bounce)" }
-  { l = substr($0, 1, 1); t = substr($0, 2); sub(/\n$/, "", t); gsub(/\n/, " / ", t)
-    printf "%s: %s\n", (l in m) ? m[l] : "garbage (" l ")", t }' "$tmp/out.rs"
-
-# The verdict on the run that left its output in $tmp/out and its exit
-# status in $rc, whose message the sink stored as N: exit 0, every report
-# well formed (nothing after the last NUL), exactly one message report, K,
-# last; the envelope as given and the body byte for byte with CRLF.
+# verify DIR N: the verdict on the run that left its output in $tmp/out
+# and its exit status in $rc, whose message the sink stored as DIR/N: exit
+# 0, every report well formed (nothing after the last NUL), exactly one
+# message report, K, last; the envelope as given and the body byte for byte
+# with CRLF.
 verify () {
-  n=$1
+  sd=$tmp/$1 n=$2
   test "$rc" = 0 || fail "qmail-remote exited $rc (qmail-rspawn needs 0)"
   test -s "$tmp/out" || fail "qmail-remote printed nothing"
   test "$(tail -c 1 "$tmp/out" | od -An -c | tr -d ' ')" = '\0' || fail "output does not end with NUL"
@@ -149,16 +169,16 @@ verify () {
     rK) ;;
     *) fail "expected an r report and a K, got report letters \"$letters\": $(tr '\000' ' ' < "$tmp/out")" ;;
   esac
-  test -f "$tmp/sink/$n.eml" || fail "the sink received no message"
-  cmp -s "$tmp/expected" "$tmp/sink/$n.eml" || fail "the body the sink received differs from the message (CRLF) (cmp: $(cmp "$tmp/expected" "$tmp/sink/$n.eml" 2>&1))"
-  grep -q '^MAIL FROM:<sender@demo.example.test>' "$tmp/sink/$n.env" || fail "wrong MAIL FROM: $(cat "$tmp/sink/$n.env")"
-  grep -q '^RCPT TO:<rcpt@example.test>$' "$tmp/sink/$n.env" || fail "wrong RCPT TO: $(cat "$tmp/sink/$n.env")"
-  test "$(grep -c '^RCPT' "$tmp/sink/$n.env")" = 1 || fail "not exactly one RCPT: $(cat "$tmp/sink/$n.env")"
-  test ! -e "$tmp/sink/$((n + 1)).eml" || fail "the sink received the message twice"
+  test -f "$sd/$n.eml" || fail "the sink received no message"
+  cmp -s "$tmp/expected" "$sd/$n.eml" || fail "the body the sink received differs from the message (CRLF) (cmp: $(cmp "$tmp/expected" "$sd/$n.eml" 2>&1))"
+  grep -q '^MAIL FROM:<sender@demo.example.test>' "$sd/$n.env" || fail "wrong MAIL FROM: $(cat "$sd/$n.env")"
+  grep -q '^RCPT TO:<rcpt@example.test>$' "$sd/$n.env" || fail "wrong RCPT TO: $(cat "$sd/$n.env")"
+  test "$(grep -c '^RCPT' "$sd/$n.env")" = 1 || fail "not exactly one RCPT: $(cat "$sd/$n.env")"
+  test ! -e "$sd/$((n + 1)).eml" || fail "the sink received the message twice"
 }
 
 awk '{ printf "%s\r\n", $0 }' "$tmp/message" > "$tmp/expected"
-verify 1
+verify sink 1
 
 say ""
 say "== the sink received, envelope ($tmp/sink/1.env):"
@@ -167,6 +187,41 @@ say "== and body (CR not shown):"
 test "$check" = yes || tr -d '\r' < "$tmp/sink/1.eml" | sed 's/^/   /'
 say ""
 say "== OK: delivered, and the sink has the message byte for byte."
+
+# The same under STARTTLS, verified (tlsstrictness 2).
+say ""
+say "== STARTTLS: a throwaway CA and a certificate for 127.0.0.1 (tools/mkcert)"
+mkdir "$tmp/ca"
+"$tmp/mkcert" -o "$tmp/ca" -ip 127.0.0.1 -dns sink.example.test || fail "tools/mkcert"
+start_sink sink-tls -tls-cert "$tmp/ca/server.pem" -tls-key "$tmp/ca/server.key"
+home_tls=$tmp/qmail-tls
+mkdir -p "$home_tls/control" "$home_tls/queue/lock"
+cp "$home/control/me" "$home/control/timeoutconnect" "$home/control/timeoutremote" "$home_tls/control/"
+echo "example.test:[127.0.0.1]:$port" > "$home_tls/control/smtproutes"
+echo "$tmp/ca/ca.pem" > "$home_tls/control/trustanchors"
+echo 2 > "$home_tls/control/tlsstrictness"
+say "   control/trustanchors: $tmp/ca/ca.pem (the throwaway CA)"
+say "   control/tlsstrictness: 2 (verified TLS or nothing)"
+say "   control/smtproutes: example.test:[127.0.0.1]:$port, smtp-sink with STARTTLS there"
+deliver "$home_tls"
+verify sink-tls 1
+tlsline=$(tr '\000' '\n' < "$tmp/out" | grep '^TLS: ' || :)
+case "$tlsline" in
+  'TLS: TLSv1.'[23]' '*', certificate verified.') ;;
+  *) fail "the K report has no \"TLS: ..., certificate verified.\" line: $(tr '\000' ' ' < "$tmp/out")" ;;
+esac
+sinktls=$(sed -n 's/^X-Sink-TLS: //p' "$tmp/sink-tls/1.env")
+case "$sinktls" in
+  TLSv1.[23]' '*) ;;
+  *) fail "the sink did not receive the message under TLS: X-Sink-TLS: $sinktls" ;;
+esac
+say ""
+say "== the K report's TLS line:"
+say "   $tlsline"
+say "== the sink recorded (X-Sink-TLS: version and cipher it negotiated):"
+say "   $sinktls"
+say ""
+say "== OK: delivered under STARTTLS with a verified certificate."
 
 if test "$check" = yes ; then
   # Second pass: the paths compiled in, no override at all. Build with the
@@ -186,8 +241,8 @@ if test "$check" = yes ; then
   rc=0
   ( cd / && env -i PATH=/usr/bin:/bin "$home/bin/qmail-remote" example.test sender@demo.example.test rcpt@example.test \
       < "$tmp/message" > "$tmp/out" 2>&1 ) || rc=$?
-  verify 2
+  verify sink 2
   test -f "$tmp/run2/qmail-remote/smtproutes.cdb" || fail "no smtproutes.cdb in the configured run directory $tmp/run2/qmail-remote"
-  echo "check-install: OK (K reports, message received byte-exact, through a DESTDIR install and through an install with the paths compiled in)"
+  echo "check-install: OK (K reports, message received byte-exact, in cleartext and under verified STARTTLS through a DESTDIR install, and through an install with the paths compiled in)"
 fi
 exit 0

@@ -19,7 +19,7 @@ import (
 )
 
 var programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-remote-routes",
-	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io"}
+	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io", "qmail-remote-tlsio"}
 
 // bin is where TestMain built the programs.
 var bin string

@@ -7,7 +7,10 @@
 // It spawns prog instead of exec'ing into it, unlike s6-tcpclient, because
 // it must learn the outcome: exit 10 with one Z report means "this server
 // failed before the mail transaction began", and the next candidate gets
-// its turn. Anything else is final.
+// its turn; exit 11 says the same of a TLS failure. Anything else is final.
+//
+// It also decides, per connection, what the child does about STARTTLS
+// (QMAILREMOTE_TLS), from trustanchors and tlsstrictness: see walk.
 package main
 
 import (
@@ -55,6 +58,7 @@ type config struct {
 	qmailHome  string
 	qmailRun   string
 	nrcpt      int
+	tls        connect.Policy
 }
 
 func main() {
@@ -76,10 +80,12 @@ func main() {
 		chain.Die(chain.ExitSystem, progName, "unable to find %s: %v", argv[0], err)
 	}
 	w := &walker{
-		cfg:   cfg,
-		tab:   tcpto.Open(cfg.qmailHome, cfg.qmailRun),
-		dial:  connect.Dial,
-		run:   func(c chainenv.Candidate, conn *connect.Conn) child { return spawn(path, argv, c, conn, cfg.nrcpt) },
+		cfg:  cfg,
+		tab:  tcpto.Open(cfg.qmailHome, cfg.qmailRun),
+		dial: connect.Dial,
+		run: func(c chainenv.Candidate, conn *connect.Conn, mode string) child {
+			return spawn(path, argv, c, conn, mode, cfg.nrcpt)
+		},
 		label: filepath.Base(argv[0]),
 	}
 	if err := writeReports(os.Stdout, w.walk()); err != nil {
@@ -117,8 +123,17 @@ func readConfig() (config, error) {
 		}
 	}
 	n, err := chainenv.Int(chainenv.Rcpts, 1, 1<<20)
+	if err != nil {
+		return cfg, err
+	}
 	cfg.nrcpt = int(n)
-	return cfg, err
+	// Both may be unset, for use by hand: no anchors, level 0, which is
+	// what qmail-remote sets for absent control files.
+	cfg.tls.Anchors = os.Getenv(chainenv.TrustAnchors) != ""
+	if cfg.tls.Strictness, err = connect.ParseStrictness(os.Getenv(chainenv.TLSStrictness)); err != nil {
+		return cfg, &chainenv.Error{Name: chainenv.TLSStrictness, Reason: err.Error()}
+	}
+	return cfg, nil
 }
 
 // verdict says what a child's run means for the walk.
@@ -130,6 +145,9 @@ const (
 	// next: the child failed before MAIL (exit 10, one Z): try the next
 	// candidate.
 	next
+	// tlsFailed: like next, but what failed was TLS (exit 11, one Z):
+	// at tlsstrictness 0 the same address gets a cleartext retry.
+	tlsFailed
 	// broken: the child died or said something we cannot trust. It may
 	// have started the transaction, so no other candidate may be tried.
 	broken
@@ -146,51 +164,91 @@ type walker struct {
 	cfg   config
 	tab   *tcpto.Table
 	dial  func(netip.AddrPort, time.Duration) (*connect.Conn, error)
-	run   func(chainenv.Candidate, *connect.Conn) child
+	run   func(c chainenv.Candidate, conn *connect.Conn, mode string) child
 	label string // prog's name, for reports
 }
 
 // walk tries the candidates in order, the way stock qmail-remote's main
 // loop does (tcpto, connect, tcpto_err), and returns the output to print:
-// the child's reports or one Z.
+// the child's reports or one Z. With trust anchors, tlsstrictness decides
+// the passes (doc/chain.md, "STARTTLS"): level 0 one pass "try" with a
+// cleartext retry of an address whose TLS failed, level 1 a "require"
+// pass and then a cleartext one over the addresses that answered, level 2
+// one "require" pass.
 func (w *walker) walk() []byte {
 	if len(w.cfg.candidates) == 0 {
 		return report.Format(report.Temporary, noConnection+noAddress)
 	}
+	p := w.cfg.tls
 	var reasons []string
+	var answered []chainenv.Candidate // connected in the first pass
 	for _, c := range w.cfg.candidates {
 		if w.tab.Skip(c.Addr) {
-			reasons = append(reasons, fmt.Sprintf(skippedFmt, c.Addr))
+			reasons = append(reasons, p.Label(p.FirstMode())+fmt.Sprintf(skippedFmt, c.Addr))
 			continue
 		}
-		conn, err := w.dial(netip.AddrPortFrom(c.Addr, w.cfg.port), w.cfg.timeout)
-		if err != nil {
-			// As stock: a timeout counts, any other connect error
-			// clears (the host answered, so it is up). A socket()
-			// failure says nothing about the host.
-			if connect.Attempted(err) {
-				w.tab.Record(c.Addr, connect.TimedOut(err))
+		out, res, ok := w.try(c, p.FirstMode(), &reasons)
+		if out != nil {
+			return out
+		}
+		if !ok {
+			continue
+		}
+		answered = append(answered, c)
+		if res == tlsFailed && p.RetryCleartext() {
+			// Same address at once, without STARTTLS: the server
+			// took the connection, so it is up; only TLS failed.
+			if out, _, _ := w.try(c, connect.ModeNone, &reasons); out != nil {
+				return out
 			}
-			reasons = append(reasons, connect.Reason(c.Addr, err))
-			continue
 		}
-		w.tab.Record(c.Addr, false)
-		res := w.run(c, conn)
-		switch res.verdict {
-		case final:
-			return res.out
-		case next:
-			reasons = append(reasons, res.text)
-			continue
+	}
+	if p.SecondPass() {
+		for _, c := range answered {
+			if out, _, _ := w.try(c, connect.ModeNone, &reasons); out != nil {
+				return out
+			}
 		}
-		// The child may have sent MAIL, RCPT, even the whole message
-		// and the dot before it died: trying another server could
-		// deliver twice, and we cannot tell, so say so (as stock's
-		// "connection died" after the dot).
-		return report.Format(report.Temporary, fmt.Sprintf(
-			"Connected to %s but %s failed: %s. Possible duplicate! (#4.4.2)\n", c.Addr, w.label, res.text))
 	}
 	return report.Format(report.Temporary, noConnection+summary(reasons))
+}
+
+// try connects to c and runs the child with QMAILREMOTE_TLS mode. It
+// returns the output to print when the walk ends here; otherwise it adds
+// the reason to reasons, and says whether the connect worked and what the
+// child's verdict was.
+func (w *walker) try(c chainenv.Candidate, mode string, reasons *[]string) (out []byte, v verdict, connected bool) {
+	p := w.cfg.tls
+	conn, err := w.dial(netip.AddrPortFrom(c.Addr, w.cfg.port), w.cfg.timeout)
+	if err != nil {
+		// As stock: a timeout counts, any other connect error
+		// clears (the host answered, so it is up). A socket()
+		// failure says nothing about the host.
+		if connect.Attempted(err) {
+			w.tab.Record(c.Addr, connect.TimedOut(err))
+		}
+		*reasons = append(*reasons, p.Label(mode)+connect.Reason(c.Addr, err))
+		return nil, next, false
+	}
+	w.tab.Record(c.Addr, false)
+	res := w.run(c, conn, mode)
+	switch res.verdict {
+	case final:
+		return res.out, final, true
+	case next:
+		*reasons = append(*reasons, p.Label(mode)+res.text)
+		return nil, next, true
+	case tlsFailed:
+		// Whatever the mode, this attempt failed in TLS.
+		*reasons = append(*reasons, p.Label(connect.ModeRequire)+res.text)
+		return nil, tlsFailed, true
+	}
+	// The child may have sent MAIL, RCPT, even the whole message
+	// and the dot before it died: trying another server could
+	// deliver twice, and we cannot tell, so say so (as stock's
+	// "connection died" after the dot).
+	return report.Format(report.Temporary, fmt.Sprintf(
+		"Connected to %s but %s failed: %s. Possible duplicate! (#4.4.2)\n", c.Addr, w.label, res.text)), broken, true
 }
 
 // summary gives the last reason in full (SPEC 6: better than stock's bare
@@ -237,9 +295,9 @@ func writeReports(w io.Writer, out []byte) error {
 
 // ucspiVars are replaced in the child's environment.
 var ucspiVars = []string{chainenv.Proto, chainenv.TCPRemoteIP, chainenv.TCPRemotePort,
-	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName}
+	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName, chainenv.TLS}
 
-func childEnv(c chainenv.Candidate, conn *connect.Conn) []string {
+func childEnv(c chainenv.Candidate, conn *connect.Conn, mode string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -257,7 +315,8 @@ func childEnv(c chainenv.Candidate, conn *connect.Conn) []string {
 		chainenv.TCPRemotePort+"="+strconv.Itoa(int(conn.Remote.Port())),
 		chainenv.TCPLocalIP+"="+conn.Local.Addr().String(),
 		chainenv.TCPLocalPort+"="+strconv.Itoa(int(conn.Local.Port())),
-		chainenv.MXName+"="+c.Name)
+		chainenv.MXName+"="+c.Name,
+		chainenv.TLS+"="+mode)
 }
 
 // outputLimit bounds what a child may print: nrcpt recipient reports and
@@ -269,7 +328,7 @@ func outputLimit(nrcpt int) int { return (nrcpt + 1) * report.Max }
 const outputGrace = time.Second
 
 // spawn runs prog on conn and judges its exit. It closes conn.
-func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, nrcpt int) child {
+func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int) child {
 	sock := os.NewFile(uintptr(conn.FD), "socket")
 	defer sock.Close()
 	rd, wr, err := os.Pipe()
@@ -288,7 +347,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
-		Env:    childEnv(c, conn),
+		Env:    childEnv(c, conn, mode),
 		Stdin:  os.Stdin,
 		Stdout: wr,
 		Stderr: diag,
@@ -383,16 +442,20 @@ func judge(st *os.ProcessState, out []byte, nrcpt int) child {
 			return child{verdict: broken, text: "malformed output (exit status 0): " + err.Error()}
 		}
 		return child{verdict: final, out: out}
-	case ws.ExitStatus() == chain.ExitNextCandidate:
+	case ws.ExitStatus() == chain.ExitNextCandidate || ws.ExitStatus() == chain.ExitTLSFailed:
 		res, err := report.Parse(out, 0)
 		if err != nil || res.Message.Letter != report.Temporary {
 			detail := "a D or K report"
 			if err != nil {
 				detail = err.Error()
 			}
-			return child{verdict: broken, text: fmt.Sprintf("exit status %d without a single Z report: %s", chain.ExitNextCandidate, detail)}
+			return child{verdict: broken, text: fmt.Sprintf("exit status %d without a single Z report: %s", ws.ExitStatus(), detail)}
 		}
-		return child{verdict: next, text: res.Message.Text}
+		v := next
+		if ws.ExitStatus() == chain.ExitTLSFailed {
+			v = tlsFailed
+		}
+		return child{verdict: v, text: res.Message.Text}
 	}
 	return child{verdict: broken, text: fmt.Sprintf("exit status %d", ws.ExitStatus())}
 }

@@ -45,9 +45,9 @@ same=no
 fl=$(sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/6)
 nb=$(( 0$fl & 04000 ))
 size=$(wc -c | tr -d ' ')
-printf 'mode=%s proto=%s remote=%s:%s local=%s:%s mx=%s fds=%s same=%s sock=%s nonblock=%s stdin=%s\n' \
+printf 'mode=%s proto=%s remote=%s:%s local=%s:%s mx=%s fds=%s same=%s sock=%s nonblock=%s stdin=%s tls=%s\n' \
   "$mode" "$PROTO" "$TCPREMOTEIP" "$TCPREMOTEPORT" "$TCPLOCALIP" "$TCPLOCALPORT" \
-  "$QMAILREMOTE_MXNAME" "$fds" "$same" "${s6%%:*}" "$nb" "$size" >> "$FAKE_LOG"
+  "$QMAILREMOTE_MXNAME" "$fds" "$same" "${s6%%:*}" "$nb" "$size" "${QMAILREMOTE_TLS-unset}" >> "$FAKE_LOG"
 printf 'hello %s\n' "$mode" >&7
 case $mode in
 ok) printf 'r\000s%s does not like recipient.\nRemote host said: 450 busy\n\000K%s accepted message.\nRemote host said: 250 ok\n\000' "$TCPREMOTEIP" "$TCPREMOTEIP"; exit 0 ;;
@@ -56,9 +56,20 @@ exit3) exit 3 ;;
 signal) kill -9 $$ ;;
 garbage) printf 'no NUL at all'; exit 0 ;;
 empty) exit 0 ;;
+next11) printf 'ZTLS handshake with %s failed: bad record MAC.\n\000' "$QMAILREMOTE_MXNAME"; exit 11 ;;
 next-rcpt) printf 'rfoo\000Zbar\000'; exit 10 ;;
 next-K) printf 'Kfoo\000'; exit 10 ;;
 sleep) echo $$ > "$FAKE_LOG.pid"; exec sleep 20 ;;
+tls)
+  # A server per its MX name: plain* offers no STARTTLS, broken* fails
+  # the handshake, any other does TLS. As qmail-remote-io and tlsio would.
+  case $QMAILREMOTE_TLS:$QMAILREMOTE_MXNAME in
+  require:plain*) printf 'Z%s does not offer STARTTLS.\n\000' "$QMAILREMOTE_MXNAME"; exit 10 ;;
+  try:broken*|require:broken*) printf 'ZTLS handshake with %s failed: bad record MAC.\n\000' "$QMAILREMOTE_MXNAME"; exit 11 ;;
+  none:*|try:plain*) how=cleartext ;;
+  *) how=TLS ;;
+  esac
+  printf 'r\000r\000K%s accepted message.\n%s\n\000' "$QMAILREMOTE_MXNAME" "$how"; exit 0 ;;
 big) i=0; while [ $i -lt 40 ]; do printf '%01000d' 0; i=$((i+1)); done; exit 0 ;;
 esac
 exit 0
@@ -589,7 +600,7 @@ func TestWalkTimeoutRecorded(t *testing.T) {
 			}
 			return nil, &connect.Error{Op: "connect", Err: connect.ErrTimeout}
 		},
-		run: func(chainenv.Candidate, *connect.Conn) child { panic("no connection, no child") },
+		run: func(chainenv.Candidate, *connect.Conn, string) child { panic("no connection, no child") },
 	}
 	out := w.walk()
 	want := "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n" +
@@ -652,3 +663,176 @@ func TestOneWritePerReport(t *testing.T) {
 type errWriter struct{}
 
 func (errWriter) Write([]byte) (int, error) { return 0, errors.New("broken") }
+
+// tlsCase is one delivery with trust anchors (or not) and a strictness,
+// the fake playing each server per its MX name (see fakeScript's "tls").
+type tlsCase struct {
+	name       string
+	anchors    string // QMAILREMOTE_TRUSTANCHORS; "-" leaves it unset
+	strictness string // "-" leaves it unset
+	candidates string // %s is replaced by an address nothing listens on
+	k          string // want a K with this text; "" wants a Z
+	z          []string
+	runs       []string // "mx tls" per child run, in order
+	mode       string   // FAKE_MODE instead of "tls"
+}
+
+func (tc tlsCase) run(t *testing.T) {
+	srv := listen(t, "tcp4", "127.0.0.1:0")
+	// ::1 on the same port is taken to refuse (or lack IPv6): a
+	// candidate whose TCP connect fails.
+	cands := strings.ReplaceAll(tc.candidates, "DEAD", "::1")
+	d := newDelivery(t, srv.port, cands)
+	d.env["FAKE_MODE"] = "tls"
+	if tc.mode != "" {
+		d.env["FAKE_MODE"] = tc.mode
+	}
+	if tc.anchors != "-" {
+		d.env[chainenv.TrustAnchors] = tc.anchors
+	}
+	if tc.strictness != "-" {
+		d.env[chainenv.TLSStrictness] = tc.strictness
+	}
+	d.run()
+	if tc.k != "" {
+		res, err := report.Parse(d.stdout, 2)
+		if d.exitCode != 0 || err != nil || res.Message.Letter != 'K' || res.Message.Text != tc.k {
+			t.Fatalf("exit %d, output %q (%v), want K %q; stderr %q", d.exitCode, d.stdout, err, tc.k, d.stderr)
+		}
+	} else {
+		d.z(tc.z...)
+	}
+	var got []string
+	for _, r := range d.runs() {
+		mx, tls := field(r, "mx"), field(r, "tls")
+		got = append(got, mx+" "+tls)
+	}
+	if strings.Join(got, ", ") != strings.Join(tc.runs, ", ") {
+		t.Errorf("runs %q, want %q", got, tc.runs)
+	}
+	if n := len(srv.got()); n != len(tc.runs) {
+		t.Errorf("%d connections for %d runs", n, len(tc.runs))
+	}
+}
+
+// field returns the value of name=value in a fake log line.
+func field(line, name string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+const anchors = "/etc/ssl/certs/ca-certificates.crt" // never opened here
+
+func TestTLSStrictness(t *testing.T) {
+	const sorry = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+	for _, tc := range []tlsCase{
+		// Trust anchors empty or unset: no STARTTLS whatever the level,
+		// and no pass labels.
+		{name: "no anchors", anchors: "", strictness: "2", candidates: "plain1.example.test/127.0.0.1",
+			k: "plain1.example.test accepted message.\ncleartext\n", runs: []string{"plain1.example.test none"}},
+		{name: "unset", anchors: "-", strictness: "-", candidates: "tls1.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\ncleartext\n", runs: []string{"tls1.example.test none"}},
+		{name: "no anchors, exit 11 is like 10", anchors: "", strictness: "0", mode: "next11",
+			candidates: "broken1.example.test/127.0.0.1 broken2.example.test/127.0.0.1", z: []string{
+				sorry + "TLS handshake with broken2.example.test failed: bad record MAC.\nEarlier attempts:\nTLS handshake with broken1"},
+			runs: []string{"broken1.example.test none", "broken2.example.test none"}},
+		// Level 0.
+		{name: "0 all capable", strictness: "0", candidates: "tls1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\nTLS\n", runs: []string{"tls1.example.test try"}},
+		{name: "0 unset strictness is 0", strictness: "-", candidates: "plain1.example.test/127.0.0.1",
+			k: "plain1.example.test accepted message.\ncleartext\n", runs: []string{"plain1.example.test try"}},
+		{name: "0 second capable", strictness: "0", candidates: "plain1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k: "plain1.example.test accepted message.\ncleartext\n", runs: []string{"plain1.example.test try"}},
+		{name: "0 none capable", strictness: "0", candidates: "plain1.example.test/127.0.0.1 plain2.example.test/127.0.0.1",
+			k: "plain1.example.test accepted message.\ncleartext\n", runs: []string{"plain1.example.test try"}},
+		{name: "0 handshake failure retried in cleartext once", strictness: "0",
+			candidates: "broken1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k:          "broken1.example.test accepted message.\ncleartext\n",
+			runs:       []string{"broken1.example.test try", "broken1.example.test none"}},
+		// Level 1.
+		{name: "1 all capable", strictness: "1", candidates: "tls1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\nTLS\n", runs: []string{"tls1.example.test require"}},
+		{name: "1 second capable: TLS to the second, not cleartext to the first", strictness: "1",
+			candidates: "plain1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k:          "tls2.example.test accepted message.\nTLS\n",
+			runs:       []string{"plain1.example.test require", "tls2.example.test require"}},
+		{name: "1 none capable: cleartext to the first", strictness: "1",
+			candidates: "plain1.example.test/127.0.0.1 broken2.example.test/127.0.0.1",
+			k:          "plain1.example.test accepted message.\ncleartext\n",
+			runs:       []string{"plain1.example.test require", "broken2.example.test require", "plain1.example.test none"}},
+		{name: "1 second pass skips what did not connect", strictness: "1",
+			candidates: "plain1.example.test/DEAD plain2.example.test/127.0.0.1",
+			k:          "plain2.example.test accepted message.\ncleartext\n",
+			runs:       []string{"plain2.example.test require", "plain2.example.test none"}},
+		// Level 2.
+		{name: "2 all capable", strictness: "2", candidates: "tls1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\nTLS\n", runs: []string{"tls1.example.test require"}},
+		{name: "2 second capable", strictness: "2", candidates: "plain1.example.test/127.0.0.1 tls2.example.test/127.0.0.1",
+			k: "tls2.example.test accepted message.\nTLS\n", runs: []string{"plain1.example.test require", "tls2.example.test require"}},
+		{name: "2 none capable", strictness: "2",
+			candidates: "plain1.example.test/127.0.0.1 broken2.example.test/127.0.0.1 plain3.example.test/DEAD",
+			z: []string{sorry + "(TLS) Connection to ::1 ", "Earlier attempts:\n" +
+				"(TLS) plain1.example.test does not offer STARTTLS.\n" +
+				"(TLS) TLS handshake with broken2.example.test failed: bad record MAC.\n"},
+			runs: []string{"plain1.example.test require", "broken2.example.test require"}},
+		{name: "2 handshake failure is not retried", strictness: "2", candidates: "broken1.example.test/127.0.0.1",
+			z:    []string{sorry + "(TLS) TLS handshake with broken1.example.test failed: bad record MAC.\n"},
+			runs: []string{"broken1.example.test require"}},
+	} {
+		if tc.anchors == "" && !strings.HasPrefix(tc.name, "no anchors") {
+			tc.anchors = anchors
+		}
+		t.Run(tc.name, tc.run)
+	}
+}
+
+// Level 1 with nothing taking the mail: the Z tells both passes apart.
+func TestTLSLevel1AllFail(t *testing.T) {
+	srv := listen(t, "tcp4", "127.0.0.1:0")
+	d := newDelivery(t, srv.port, "plain1.example.test/127.0.0.1 plain2.example.test/127.0.0.1")
+	d.env["FAKE_MODE"] = "tls"
+	d.env["FAKE_MODE_2"] = "next"
+	d.env["FAKE_MODE_3"] = "next"
+	d.env[chainenv.TrustAnchors] = anchors
+	d.env[chainenv.TLSStrictness] = "1"
+	d.run().z("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n" +
+		"(cleartext) Connected to 127.0.0.1 but greeting failed.\nRemote host said: 554 go away\nEarlier attempts:\n" +
+		"(TLS) plain1.example.test does not offer STARTTLS.\n(TLS) plain2.example.test does not offer STARTTLS.\n" +
+		"(cleartext) Connected to 127.0.0.1 but greeting failed.\n")
+	if r := d.runs(); len(r) != 4 {
+		t.Errorf("runs %q", r)
+	}
+}
+
+// Exit 11 is held to exit 10's rules: one Z, or the child is broken.
+func TestTLSExit11NeedsOneZ(t *testing.T) {
+	st := exitState(t, 11)
+	if c := judge(st, []byte("Zhandshake failed\x00"), 1); c.verdict != tlsFailed || c.text != "handshake failed" {
+		t.Errorf("%+v", c)
+	}
+	if c := judge(st, []byte("Kfoo\x00"), 1); c.verdict != broken || !strings.Contains(c.text, "exit status 11 without a single Z") {
+		t.Errorf("%+v", c)
+	}
+}
+
+func exitState(t *testing.T, code int) *os.ProcessState {
+	cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf("exit %d", code))
+	cmd.Run()
+	return cmd.ProcessState
+}
+
+func TestBadStrictness(t *testing.T) {
+	for _, v := range []string{"3", "-1", "01", "x", " 1"} {
+		srv := listen(t, "tcp4", "127.0.0.1:0")
+		d := newDelivery(t, srv.port, "mx/127.0.0.1")
+		d.env[chainenv.TLSStrictness] = v
+		d.run()
+		if d.exitCode != 100 || !strings.Contains(d.stderr, "QMAILREMOTE_TLSSTRICTNESS") || len(srv.got()) != 0 {
+			t.Errorf("%q: exit %d, stderr %q", v, d.exitCode, d.stderr)
+		}
+	}
+}

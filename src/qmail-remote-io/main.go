@@ -3,11 +3,18 @@
 // per candidate address and learns from its exit status whether to try the
 // next one.
 //
-// The steps, with the reports (doc/chain.md, SPEC 2 and 7):
-//  1. greeting: must be 220.
-//  2. EHLO helohost; anything but 2xx: HELO helohost, which must be 2xx.
-//  3. TLS policy (STARTTLS itself is not there yet; tlsstrictness 2 refuses
-//     to go on in cleartext).
+// It runs once or twice per connection (doc/chain.md, "STARTTLS"): first
+// on the network socket; if STARTTLS is accepted it execs the TLS stage,
+// which runs it again on a plaintext socketpair, with SSL_PROTOCOL set.
+//
+// The steps, with the reports (doc/chain.md, SPEC 2, 6 and 7):
+//  1. greeting: must be 220 (not in the second run: after a handshake the
+//     server says nothing until the client speaks).
+//  2. EHLO helohost; anything but 2xx: HELO helohost, which must be 2xx
+//     (first run only: a server that has just done STARTTLS speaks ESMTP).
+//  3. first run, QMAILREMOTE_TLS try or require, STARTTLS offered: STARTTLS;
+//     on 220, exec $QMAILREMOTE_TLSIO with our own path. Not offered or
+//     refused: try goes on in cleartext, require gives up.
 //     A failure in steps 1 to 3 is one Z report and exit 10: nothing of
 //     the transaction has happened, another server may do better.
 //  4. MAIL FROM, RCPT TO for each recipient in lock-step (r/h/s reports),
@@ -48,14 +55,55 @@ const (
 const quitTimeout = 10 * time.Second
 
 type config struct {
-	helo          string
-	sender        string
-	rcpts         []string
-	timeout       time.Duration
-	trustAnchors  string
-	tlsStrictness int64
-	ip            string // for the report texts
+	helo    string
+	sender  string
+	rcpts   []string
+	timeout time.Duration
+	ip      string // for the report texts
+
+	// First run: what to do about STARTTLS, and what the TLS stage needs.
+	tlsMode       string // chainenv.TLSNone, TLSTry or TLSRequire
+	tlsIO         string // path of the TLS stage
+	trustAnchors  string // a file, or a directory when it ends in "/"
+	clientCert    string
+	clientKey     string
+	tlsStrictness string // for the report texts; "" when unset
+
+	// Second run: the session is under TLS (set by the TLS stage).
+	tls *tlsInfo
 }
+
+// tlsInfo is what the TLS stage tells the application about the session.
+type tlsInfo struct {
+	protocol string // SSL_PROTOCOL, e.g. TLSv1.3
+	cipher   string // SSL_CIPHER, e.g. TLS_AES_128_GCM_SHA256
+	verified bool   // QMAILREMOTE_TLSVERIFIED=1
+}
+
+// line is the line added to the reports of a transaction under TLS.
+func (t *tlsInfo) line() string {
+	if t == nil {
+		return ""
+	}
+	l := "TLS: " + t.protocol
+	if t.cipher != "" {
+		l += " " + t.cipher
+	}
+	if t.verified {
+		return l + ", certificate verified.\n"
+	}
+	return l + ", certificate not verified.\n"
+}
+
+// Environment variables of the TLS stages (s6-tlsc-io names).
+const (
+	envSSLProtocol = "SSL_PROTOCOL"
+	envSSLCipher   = "SSL_CIPHER"
+	envCAFile      = "CAFILE"
+	envCADir       = "CADIR"
+	envCertFile    = "CERTFILE"
+	envKeyFile     = "KEYFILE"
+)
 
 func main() {
 	if len(os.Args) != 1 {
@@ -85,13 +133,18 @@ func readEnv() config {
 	if cfg.timeout, err = chainenv.Seconds(chainenv.TimeoutRemote, 1); err != nil {
 		die(err)
 	}
-	// Optional, so that the program can be run by hand without TLS
-	// settings: unset means no trust anchors and strictness 0.
-	cfg.trustAnchors = os.Getenv(chainenv.TrustAnchors)
+	// Optional, for the report texts only: the connector has turned
+	// tlsstrictness into QMAILREMOTE_TLS for this connection.
 	if _, ok := os.LookupEnv(chainenv.TLSStrictness); ok {
-		if cfg.tlsStrictness, err = chainenv.Int(chainenv.TLSStrictness, 0, 2); err != nil {
+		if _, err = chainenv.Int(chainenv.TLSStrictness, 0, 2); err != nil {
 			die(err)
 		}
+		cfg.tlsStrictness = os.Getenv(chainenv.TLSStrictness)
+	}
+	if _, ok := os.LookupEnv(envSSLProtocol); ok {
+		cfg.tls = readTLSInfo(die)
+	} else {
+		readTLSPolicy(&cfg, die)
 	}
 	cfg.ip = "the server"
 	if v := os.Getenv(chainenv.TCPRemoteIP); v != "" {
@@ -102,6 +155,61 @@ func readEnv() config {
 		cfg.ip = a.Unmap().String()
 	}
 	return cfg
+}
+
+// readTLSInfo reads what the TLS stage exported (second run). The values
+// go into the reports, so they must be single words.
+func readTLSInfo(die func(error)) *tlsInfo {
+	var t tlsInfo
+	var err error
+	if t.protocol, err = chainenv.NonEmpty(envSSLProtocol); err != nil {
+		die(err)
+	}
+	t.cipher = os.Getenv(envSSLCipher)
+	for name, v := range map[string]string{envSSLProtocol: t.protocol, envSSLCipher: t.cipher} {
+		if strings.IndexFunc(v, func(c rune) bool { return c <= ' ' || c >= 0x7f }) >= 0 {
+			die(&chainenv.Error{Name: name, Reason: fmt.Sprintf("holds a space or a control character: %q", v)})
+		}
+	}
+	switch v := os.Getenv(chainenv.TLSVerified); v {
+	case "1":
+		t.verified = true
+	case "0", "":
+	default:
+		die(&chainenv.Error{Name: chainenv.TLSVerified, Reason: fmt.Sprintf("must be 0 or 1, not %q", v)})
+	}
+	return &t
+}
+
+// readTLSPolicy reads what the first run needs for STARTTLS. Unset
+// QMAILREMOTE_TLS means none, so that the program can be run by hand
+// without TLS settings.
+func readTLSPolicy(cfg *config, die func(error)) {
+	cfg.tlsMode = os.Getenv(chainenv.TLS)
+	switch cfg.tlsMode {
+	case "":
+		cfg.tlsMode = chainenv.TLSNone
+	case chainenv.TLSNone, chainenv.TLSTry, chainenv.TLSRequire:
+	default:
+		die(&chainenv.Error{Name: chainenv.TLS, Reason: fmt.Sprintf("must be none, try or require, not %q", cfg.tlsMode)})
+	}
+	if cfg.tlsMode == chainenv.TLSNone {
+		return
+	}
+	var err error
+	if cfg.tlsIO, err = chainenv.NonEmpty(chainenv.TLSIO); err != nil {
+		die(&chainenv.Error{Name: chainenv.TLSIO, Reason: "must name the TLS stage when " + chainenv.TLS + " is " + cfg.tlsMode})
+	}
+	// STARTTLS only with trust anchors (SPEC 6): the connector says none
+	// without them, so anything else is a broken environment.
+	if cfg.trustAnchors, err = chainenv.NonEmpty(chainenv.TrustAnchors); err != nil {
+		die(&chainenv.Error{Name: chainenv.TrustAnchors, Reason: "must be set when " + chainenv.TLS + " is " + cfg.tlsMode})
+	}
+	cfg.clientCert = os.Getenv(chainenv.ClientCert)
+	cfg.clientKey = os.Getenv(chainenv.ClientKey)
+	if (cfg.clientCert == "") != (cfg.clientKey == "") {
+		die(&chainenv.Error{Name: chainenv.ClientKey, Reason: "and " + chainenv.ClientCert + " must be set together"})
+	}
 }
 
 // openServerFd makes fd a non-blocking *os.File, so that Go's poller serves
@@ -154,7 +262,7 @@ type session struct {
 	cfg  config
 	r, w *os.File
 	br   *bufio.Reader
-	ehlo smtp.Reply // the EHLO reply, extensions (for a later use)
+	ext  smtp.Extensions // the extensions of the EHLO reply (after TLS: the new one)
 	// inTransaction: MAIL has been sent. Before, every failure is exit 10.
 	inTransaction bool
 }
@@ -179,6 +287,12 @@ func (s *session) run() int {
 	// server sees the end now, and, in the middle of DATA, drops the
 	// message instead of waiting for the dot.
 	unix.Shutdown(fdWrite, unix.SHUT_RDWR)
+	// Under TLS, every report of the transaction says so (K by contract;
+	// D and Z too, for the administrator reading the log). A failure
+	// before MAIL does not: the connector labels its pass itself.
+	if s.cfg.tls != nil && s.inTransaction {
+		o.text = withTLSLine(o.text, s.cfg.tls.line())
+	}
 	report.Write(os.Stdout, o.letter, o.text)
 	if !s.inTransaction {
 		return chain.ExitNextCandidate
@@ -191,20 +305,28 @@ func (s *session) run() int {
 // DATA, where it would be message text).
 func (s *session) deliver() (outcome, bool) {
 	ip := s.cfg.ip
-	r, err := s.reply(stepGreeting)
-	if err != nil {
-		return s.broken(stepGreeting, err, false), false
-	}
-	if r.Code != 220 {
-		return outcome{report.Temporary, "Connected to " + ip + " but greeting failed.\n" + report.RemoteSaid(r.Text)}, true
+	var r smtp.Reply
+	var err error
+	// RFC 3207 4.2: after the handshake the client speaks first.
+	if s.cfg.tls == nil {
+		if r, err = s.reply(stepGreeting); err != nil {
+			return s.broken(stepGreeting, err, false), false
+		}
+		if r.Code != 220 {
+			return outcome{report.Temporary, "Connected to " + ip + " but greeting failed.\n" + report.RemoteSaid(r.Text)}, true
+		}
 	}
 
 	if r, err = s.command("EHLO "+s.cfg.helo, "EHLO"); err != nil {
 		return s.broken("EHLO", err, false), false
 	}
-	if r.Class() == 2 {
-		s.ehlo = r
-	} else {
+	switch {
+	case r.Class() == 2:
+		s.ext = smtp.ParseEHLO(r)
+	case s.cfg.tls != nil:
+		// A server that has just done STARTTLS speaks ESMTP: no HELO.
+		return outcome{report.Temporary, "Connected to " + ip + " but my name was rejected.\n" + report.RemoteSaid(r.Text)}, true
+	default:
 		// Servers that do not speak ESMTP exist (RFC 5321 3.2).
 		if r, err = s.command("HELO "+s.cfg.helo, "HELO"); err != nil {
 			return s.broken("HELO", err, false), false
@@ -214,10 +336,12 @@ func (s *session) deliver() (outcome, bool) {
 		}
 	}
 
-	// STARTTLS comes with a later version. Until then, strictness 2 means
-	// that this server cannot have the mail.
-	if s.cfg.trustAnchors != "" && s.cfg.tlsStrictness == 2 {
-		return outcome{report.Temporary, "Connected to " + ip + " but TLS is required (tlsstrictness 2) and this qmail-remote-io cannot do STARTTLS yet. (#4.7.0)\n"}, true
+	// In the second run STARTTLS is never sent again, whatever the new
+	// extension list says: the TLS stage runs once per connection.
+	if s.cfg.tls == nil && s.cfg.tlsMode != chainenv.TLSNone {
+		if o, quit, giveUp := s.startTLS(); giveUp {
+			return o, quit
+		}
 	}
 
 	// An envelope address holding CR or LF would forge commands (stock
@@ -306,6 +430,101 @@ func (s *session) deliver() (outcome, bool) {
 		// 3xx after the dot is no answer SMTP allows; stock would say K.
 		return outcome{report.Temporary, ip + " failed after I sent the message: that reply is not a 2xx, 4xx or 5xx. Possible duplicate! (#4.4.2)\n" + report.RemoteSaid(r.Text)}, true
 	}
+}
+
+// withTLSLine adds the TLS line to a report text. The text (its end is
+// the server's reply) is cut so that the line always fits in the report
+// (report.Max), where Format would otherwise drop it after a 4 KiB reply.
+func withTLSLine(text, tl string) string {
+	const cut = "(text truncated)\n"
+	if room := report.Max - 2 - len(tl); len(text) > room {
+		text = text[:room-len(cut)] + cut
+	}
+	return text + tl
+}
+
+// startTLS does STARTTLS in the first run with QMAILREMOTE_TLS try or
+// require (RFC 3207, doc/chain.md "STARTTLS"). It returns only when the
+// session does not go on under TLS: giveUp false means cleartext, else o
+// and quit are the end of the session. On success it execs the TLS stage.
+func (s *session) startTLS() (o outcome, quit, giveUp bool) {
+	ip := s.cfg.ip
+	require := s.cfg.tlsMode == chainenv.TLSRequire
+	strictness := ""
+	if s.cfg.tlsStrictness != "" {
+		strictness = " (tlsstrictness " + s.cfg.tlsStrictness + ")"
+	}
+	if !s.ext.Has("STARTTLS") {
+		if !require {
+			return outcome{}, false, false
+		}
+		return outcome{report.Temporary, "Connected to " + ip + " but it does not offer STARTTLS, and TLS is required" + strictness + ". (#4.7.0)\n"}, true, true
+	}
+	r, err := s.command("STARTTLS", "STARTTLS")
+	if err != nil {
+		return s.broken("STARTTLS", err, false), false, true
+	}
+	if r.Code != 220 {
+		// RFC 3207 4: after a refusal the session goes on as before.
+		if !require {
+			return outcome{}, false, false
+		}
+		return outcome{report.Temporary, "Connected to " + ip + " but it refused STARTTLS, and TLS is required" + strictness + ". (#4.7.0)\n" + report.RemoteSaid(r.Text)}, true, true
+	}
+	// CVE-2011-0411: whatever came after the 220 was sent before the
+	// handshake, in cleartext, by the server or by someone in the middle,
+	// and would be read as the answer to our first command under TLS.
+	// What arrives later still is caught by the handshake, which reads it
+	// as a broken TLS record. No QUIT: the server now waits for a
+	// handshake, not for commands.
+	if n := s.br.Buffered(); n > 0 {
+		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but it sent data after its STARTTLS reply (response injection?). (#4.7.0)\n%d bytes came after the 220 reply, before the TLS handshake.\n", ip, n)}, false, true
+	}
+	err = s.execTLS()
+	return outcome{report.Temporary, "Connected to " + ip + " but I could not start the TLS stage. (#4.3.0)\n" + sentence("Error", err)}, false, true
+}
+
+// execTLS replaces the process with the TLS stage, which runs this
+// program again over the encrypted session. It returns only on failure.
+func (s *session) execTLS() error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("unable to find my own path: %w", err)
+	}
+	// The TLS stage gets the blocking sockets it expects, as the
+	// connector made them; O_NONBLOCK belongs to the open file, so it
+	// would stay set across exec.
+	for _, fd := range []int{fdRead, fdWrite} {
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return fmt.Errorf("unable to make fd %d blocking: %w", fd, err)
+		}
+	}
+	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("unable to rewind fd 0: %w", err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case envCAFile, envCADir, envCertFile, envKeyFile:
+			continue // ours only: never a leftover from the caller
+		}
+		env = append(env, kv)
+	}
+	if strings.HasSuffix(s.cfg.trustAnchors, "/") {
+		env = append(env, envCADir+"="+s.cfg.trustAnchors)
+	} else {
+		env = append(env, envCAFile+"="+s.cfg.trustAnchors)
+	}
+	if s.cfg.clientCert != "" {
+		env = append(env, envCertFile+"="+s.cfg.clientCert, envKeyFile+"="+s.cfg.clientKey)
+	}
+	path, err := chain.LookPath(s.cfg.tlsIO)
+	if err != nil {
+		return fmt.Errorf("unable to find %s: %w", s.cfg.tlsIO, err)
+	}
+	err = unix.Exec(path, []string{s.cfg.tlsIO, self}, env)
+	return fmt.Errorf("unable to exec %s: %w", path, err)
 }
 
 // command sends one command line and reads its reply.

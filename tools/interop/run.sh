@@ -6,7 +6,7 @@
 # bridge in a namespace of its own: no packet can leave the machine, and the
 # only addresses in use are documentation ones (192.0.2.0/24, 2001:db8::/32).
 #
-# Usage: tools/interop/run.sh [--selftest] [--keep] [--tls]
+# Usage: tools/interop/run.sh [--selftest] [--keep] [--no-tls]
 #   --selftest  check the test bed with a stand-in client (dig and a bash
 #               /dev/tcp SMTP client) instead of the chain: for when the
 #               chain does not build, or to tell a test-bed fault from a
@@ -14,10 +14,12 @@
 #   --keep      keep the temporary directory (MTA logs, mailboxes, reports)
 #               and print its path; namespaces and processes are removed
 #               all the same.
-#   --tls       also run the STARTTLS cases (tlsstrictness 0 and 2 against
-#               certificates from a throw-away CA). Off by default until
-#               qmail-remote-io speaks STARTTLS. Both MTAs offer STARTTLS
-#               in every run; without trust anchors the chain must ignore it.
+#   --no-tls    leave out the STARTTLS cases (tlsstrictness 0 and 2
+#               against certificates from a throw-away CA, and a Postfix
+#               service on port 2525 that offers no STARTTLS), which run
+#               by default. Both MTAs offer STARTTLS on port 25 in every
+#               run; without trust anchors the chain must ignore it.
+#   --tls       accepted for compatibility (the TLS cases are the default).
 #
 # Exit status: 0 when every case passed (or "SKIP: ..." was printed),
 # 1 when a case failed, 2 on a set-up failure.
@@ -27,12 +29,13 @@ set -eu
 
 SELFTEST=0
 KEEP=0
-TLS=0
+TLS=1
 for a in "$@"; do
 	case $a in
 	--selftest) SELFTEST=1 ;;
 	--keep) KEEP=1 ;;
 	--tls) TLS=1 ;;
+	--no-tls) TLS=0 ;;
 	-h | --help)
 		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -213,6 +216,7 @@ done
 # 2. The chain (or nothing, in self-test mode).
 
 PROGS="qmail-remote qmail-newsmtproutes qmail-remote-routes qmail-remote-resolve qmail-remote-connect qmail-remote-io"
+[ "$TLS" = 0 ] || PROGS="$PROGS qmail-remote-tlsio"
 BIN=$T/bin
 mkdir -p "$BIN"
 if [ "$SELFTEST" = 0 ]; then
@@ -363,9 +367,10 @@ chown Debian-exim "$TD/mx-exim.test.key"
 # Unknown addresses are refused at RCPT time (virtual_mailbox_maps).
 # Nothing can go out: every non-local transport is "error".
 
-PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test"
+PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test notls.test"
 PF_BOXES="small@v4.test big@v4.test small@pf6.test small@both.test small@fallback.test
-small@implicit.test small@v6fail.test m1@v4.test m2@v4.test bounce@v4.test tls2@v4.test tls0@pf6.test"
+small@implicit.test small@v6fail.test m1@v4.test m2@v4.test bounce@v4.test tls2@v4.test tls0@pf6.test
+tls2@notls.test tls0@notls.test"
 EX_DOMAINS="v6.test ex4.test both.test badcert.test"
 EX_BOXES="small big m1 m2 dns6 tls2 tls0"
 
@@ -446,6 +451,8 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+# A server without STARTTLS (reached through smtproutes, notls.test).
+2525      inet  n       -       n       -       -       smtpd -o smtpd_tls_security_level=none
 EOF
 # master -s is what "postfix start-fg" runs: foreground, and maillog_file
 # may be /dev/stdout (there is no syslog in the namespace to log to).
@@ -626,6 +633,10 @@ for strict in 0 2; do
 	cp -R "$QH" "$q"
 	echo "$TD/ca.pem" >"$q/control/trustanchors"
 	echo "$strict" >"$q/control/tlsstrictness"
+	# notls.test: Postfix's port 2525 service, which offers no STARTTLS;
+	# the relay name is in Postfix's certificate, so the only thing
+	# missing is STARTTLS itself.
+	echo "notls.test:pf4.mx.test:2525" >"$q/control/smtproutes"
 	chown -R nobody:nogroup "$q/queue" "$q/run"
 done
 chmod a+r "$TD/ca.pem"
@@ -807,6 +818,19 @@ record() { # case server family result ms detail
 family() { case $1 in *:*) echo IPv6 ;; *) echo IPv4 ;; esac; }
 show() { tr '\0\n' '|/' <"$1" | cut -c 1-300; }
 
+# want_tls: whether the delivery must have been under TLS (yes/no): TLSWANT
+# when set, else yes exactly when the qmail home has trust anchors.
+TLSWANT=
+want_tls() {
+	if [ -n "$TLSWANT" ]; then
+		echo "$TLSWANT"
+	elif [ "$QHOME" = "$QH" ]; then
+		echo no
+	else
+		echo yes
+	fi
+}
+
 # expect_k CASE SERVER WANTIP(S) MSG HOST SENDER RCPT...: r for each
 # recipient, then K from one of WANTIPS, and every recipient's mailbox
 # holds the message exactly.
@@ -841,10 +865,10 @@ expect_k() {
 			wait_box "$b"
 			if ! stored_ok "$b" "$msg" "$sender" "$r"; then
 				detail="$r: $WHY"
-			elif [ "$QHOME" = "$QH" ] && grep -q TLS "$T/prefix"; then
-				# No trust anchors: STARTTLS must not even be tried.
+			elif [ "$(want_tls)" = no ] && grep -q TLS "$T/prefix"; then
+				# No trust anchors (or no STARTTLS offered): no TLS.
 				detail="$r: the server's Received line says TLS: $(grep TLS "$T/prefix")"
-			elif [ "$QHOME" != "$QH" ] && ! grep -q TLS "$T/prefix"; then
+			elif [ "$(want_tls)" = yes ] && ! grep -q TLS "$T/prefix"; then
 				detail="$r: the server's Received line does not say TLS"
 			fi
 		done
@@ -913,14 +937,17 @@ expect_fail mixed-rcpts postfix IPv4 "r*" "h$PF4 does not like recipient.*" "r*"
 expect_fail nxdomain dns - "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)" -- nosuch.test "$S" user@nosuch.test
 expect_fail null-mx dns - "D*" -- nullmx.test "$S" user@nullmx.test
 
-# STARTTLS (--tls): the MTA's own Received line must say TLS, and so must
-# our K report; at strictness 2 a certificate that does not name the MX is
-# refused, at 0 it is used anyway (opportunistic, unverified).
-tls_probe() { # case server ip name want(ok|fail): the stand-in's TLS check
+# STARTTLS (default; not with --no-tls): the MTA's own Received line must
+# say TLS, and so must our K report; at strictness 2 a certificate that
+# does not name the MX is refused, and so is a server without STARTTLS, and
+# neither receives anything; at 0 the wrong certificate is used anyway
+# (opportunistic, unverified) and the server without STARTTLS gets the
+# message in cleartext.
+tls_probe() { # case server ip name want(ok|fail) [port]: the stand-in's TLS check
 	local out=$T/out.$1 t0 ms addr=$3 got
 	case $3 in *:*) addr="[$3]" ;; esac
 	t0=$(now_ms)
-	in_ns "$NS_CL" timeout 15 openssl s_client -starttls smtp -connect "$addr:25" \
+	in_ns "$NS_CL" timeout 15 openssl s_client -starttls smtp -connect "$addr:${6:-25}" \
 		-servername "$4" -verify_hostname "$4" -verify_return_error \
 		-CAfile "$TD/ca.pem" </dev/null >"$out" 2>&1 && got=ok || got=fail
 	ms=$(($(now_ms) - t0))
@@ -936,20 +963,47 @@ if [ "$TLS" = 1 ] && [ "$SELFTEST" = 1 ]; then
 	tls_probe tls-exim-v4 exim "$EX4" ex4.mx.test ok
 	tls_probe tls-exim-v6 exim "$EX6" ex6.mx.test ok
 	tls_probe tls-badname exim "$EX4" badname.mx.test fail
+	tls_probe tls-notls postfix "$PF4" pf4.mx.test fail 2525
 elif [ "$TLS" = 1 ]; then
 	QHOME=$T/qmail-tls2
 	expect_k tls2-pf-v4 postfix "$PF4" "$MSGS/small" v4.test "$S" tls2@v4.test
 	expect_k tls2-exim-v6 exim "$EX6" "$MSGS/small" v6.test "$S" tls2@v6.test
-	expect_fail tls2-badname exim IPv4 "Z*" -- badcert.test "$S" tls2@badcert.test
+	expect_fail tls2-badname exim IPv4 "Z*[(]TLS[)] Connected to $EX4 *" -- badcert.test "$S" tls2@badcert.test
+	expect_fail tls2-notls postfix IPv4 "Z*[(]TLS[)] Connected to $PF4 *STARTTLS*" -- notls.test "$S" tls2@notls.test
 	QHOME=$T/qmail-tls0
 	expect_k tls0-badname exim "$EX4" "$MSGS/small" badcert.test "$S" tls0@badcert.test
 	expect_k tls0-pf-v6 postfix "$PF6" "$MSGS/small" pf6.test "$S" tls0@pf6.test
+	TLSWANT=no
+	expect_k tls0-notls postfix "$PF4" "$MSGS/small" notls.test "$S" tls0@notls.test
+	TLSWANT=
 	QHOME=$QH
 	for c in tls2-pf-v4 tls2-exim-v6 tls0-badname tls0-pf-v6; do
-		case $(tr '\0' '\n' <"$T/out.$c" | grep '^K') in
-		*TLS*) ;;
-		*) record "$c-K" - - FAIL - "see below" "the K report does not say TLS: $(show "$T/out.$c")" ;;
-		esac
+		# The K report's last line: "TLS: VERSION CIPHER, certificate ...".
+		tr '\0' '\n' <"$T/out.$c" | grep -q '^TLS: TLSv1\.[23] ' ||
+			record "$c-K" - - FAIL - "see below" "the K report does not say TLS: $(show "$T/out.$c")"
+	done
+	# Only level 2 with a good certificate may say "verified".
+	for c in tls2-pf-v4 tls2-exim-v6; do
+		tr '\0' '\n' <"$T/out.$c" | grep -q '^TLS: .*, certificate verified\.$' ||
+			record "$c-verified" - - FAIL - "see below" "the K report does not say the certificate was verified: $(show "$T/out.$c")"
+	done
+	case $(tr '\0' '\n' <"$T/out.tls0-notls" | grep '^TLS:') in
+	'') ;;
+	*) record tls0-notls-K - - FAIL - "see below" "the K report says TLS to a server without STARTTLS: $(show "$T/out.tls0-notls")" ;;
+	esac
+	# Level 2 refused them: they must have received nothing at all, not
+	# even a recipient (the MTA's log never names the address). Give a
+	# delivery that should not have happened time to show up.
+	sleep 2
+	for c in "tls2-badname exim tls2@badcert.test $T/exim/log/mainlog" "tls2-notls postfix tls2@notls.test $T/postfix/log"; do
+		set -- $c
+		if [ -n "$(find "$(box "$3" "$2")/new" -type f 2>/dev/null | head -n 1)" ]; then
+			record "$1-box" "$2" - FAIL - "see below" "level 2 refused the server, yet $3 received a message"
+		elif grep -qi "$3" "$4"; then
+			record "$1-box" "$2" - FAIL - "see below" "the server's log names $3: $(grep -i "$3" "$4" | head -n 2 | tr '\n' '/')"
+		else
+			record "$1-box" "$2" - PASS - "nothing received for $3"
+		fi
 	done
 fi
 

@@ -12,6 +12,12 @@
 // DATA (a bare LF "." LF does not, see SMTP smuggling), and it counts bare
 // CR and bare LF in bodies and says so in N.env.
 //
+// With -tls-cert and -tls-key it offers STARTTLS (RFC 3207) and records
+// in N.env whether the transaction ran under TLS, with the version and
+// cipher ("X-Sink-TLS: TLSv1.3 TLS_AES_128_GCM_SHA256", or "X-Sink-TLS:
+// no"). Anything the client sent after STARTTLS before the handshake is
+// thrown away, as RFC 3207 4.2 wants of a server.
+//
 // Self-contained on purpose: tools/ is outside src/ and cannot import
 // src/internal (Go's internal rule).
 package main
@@ -19,6 +25,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +42,7 @@ import (
 	"time"
 )
 
-const usage = "smtp-sink [ -l addr:port ] [ -o dir | -discard ] [ -t seconds ] [ -v ]"
+const usage = "smtp-sink [ -l addr:port ] [ -o dir | -discard ] [ -t seconds ] [ -tls-cert file -tls-key file ] [ -v ]"
 
 // maxLine bounds a command line (RFC 5321 4.5.3.1.4 says 512 octets; be
 // lenient) and the read buffer; body lines longer than that are streamed
@@ -47,6 +54,7 @@ type sink struct {
 	discard bool
 	timeout time.Duration
 	verbose bool
+	tls     *tls.Config  // nil: no STARTTLS
 	seq     atomic.Int64 // messages stored or discarded
 	bytes   atomic.Int64 // body bytes received
 }
@@ -59,11 +67,22 @@ func main() {
 	discard := fs.Bool("discard", false, "")
 	timeout := fs.Int("t", 60, "")
 	verbose := fs.Bool("v", false, "")
-	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() != 0 || (*dir == "") == !*discard || *timeout < 1 {
+	certFile := fs.String("tls-cert", "", "")
+	keyFile := fs.String("tls-key", "", "")
+	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() != 0 || (*dir == "") == !*discard || *timeout < 1 ||
+		(*certFile == "") != (*keyFile == "") {
 		fmt.Fprintf(os.Stderr, "usage: %s\n", usage)
 		os.Exit(100)
 	}
 	s := &sink{dir: *dir, discard: *discard, timeout: time.Duration(*timeout) * time.Second, verbose: *verbose}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "smtp-sink: fatal: unable to load %s and %s: %v\n", *certFile, *keyFile, err)
+			os.Exit(111)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	if !s.discard {
 		if st, err := os.Stat(s.dir); err != nil || !st.IsDir() {
 			fmt.Fprintf(os.Stderr, "smtp-sink: fatal: not a directory: %s\n", s.dir)
@@ -114,6 +133,7 @@ type session struct {
 	helo  string
 	mail  bool
 	rcpts int
+	tls   string // "TLSv1.3 CIPHER" once STARTTLS is done, else ""
 }
 
 func (s *sink) serve(c net.Conn) {
@@ -133,7 +153,26 @@ func (s *sink) serve(c net.Conn) {
 		case "EHLO":
 			ss.helo, ss.env = line, nil
 			ss.mail, ss.rcpts = false, 0
-			ss.reply("250-sink.example.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 0", "250 SMTPUTF8")
+			ext := []string{"250-sink.example.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 0"}
+			if s.tls != nil && ss.tls == "" {
+				ext = append(ext, "250-STARTTLS")
+			}
+			ss.reply(append(ext, "250 SMTPUTF8")...)
+		case "STARTTLS":
+			switch {
+			case s.tls == nil || ss.tls != "":
+				ss.reply("502 5.5.2 command not implemented")
+			case arg != "":
+				ss.reply("501 5.5.4 syntax: STARTTLS")
+			default:
+				ss.reply("220 2.0.0 ready to start TLS")
+				if err := ss.startTLS(); err != nil {
+					if s.verbose {
+						fmt.Fprintf(os.Stderr, "smtp-sink: TLS handshake: %v\n", err)
+					}
+					return
+				}
+			}
 		case "HELO":
 			ss.helo, ss.env = line, nil
 			ss.mail, ss.rcpts = false, 0
@@ -193,6 +232,39 @@ func (s *sink) serve(c net.Conn) {
 			ss.reply("502 5.5.2 command not implemented")
 		}
 	}
+}
+
+// startTLS does the server side of the handshake and starts the session
+// over: RFC 3207 4.2, the client must EHLO again and nothing said before
+// counts. Bytes the client sent after STARTTLS in cleartext are dropped
+// with the old reader.
+func (ss *session) startTLS() error {
+	tc := tls.Server(ss.c, ss.s.tls)
+	tc.SetDeadline(time.Now().Add(ss.s.timeout))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	ss.c, ss.r, ss.w = tc, bufio.NewReaderSize(tc, maxLine), bufio.NewWriter(tc)
+	ss.helo, ss.env, ss.mail, ss.rcpts = "", nil, false, 0
+	ss.tls = versionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
+	return nil
+}
+
+// versionName spells a TLS version as SSL_PROTOCOL does (OpenSSL's names).
+func versionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return fmt.Sprintf("0x%04x", v)
 }
 
 // reply writes one (possibly multi-line) reply and flushes it.
@@ -290,6 +362,11 @@ func (ss *session) data() (int64, error) {
 			env.WriteString(l + "\n")
 		}
 		fmt.Fprintf(&env, "X-Sink-Body: %d bytes, %d bare CR, %d bare LF\n", size, bareCR, bareLF)
+		tlsState := ss.tls
+		if tlsState == "" {
+			tlsState = "no"
+		}
+		fmt.Fprintf(&env, "X-Sink-TLS: %s\n", tlsState)
 		base := filepath.Join(ss.s.dir, strconv.FormatInt(n, 10))
 		storeErr = os.WriteFile(base+".env", env.Bytes(), 0o644)
 		if storeErr == nil {

@@ -74,7 +74,7 @@ func TestStoresUnstuffedBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "EHLO client.example.test\nMAIL FROM:<a@example.test> SIZE=40\nRCPT TO:<b@example.test>\nRCPT TO:<c@example.test>\n" +
-		"X-Sink-Body: 32 bytes, 1 bare CR, 1 bare LF\n"
+		"X-Sink-Body: 32 bytes, 1 bare CR, 1 bare LF\nX-Sink-TLS: no\n"
 	if string(env) != want {
 		t.Errorf("envelope %q, want %q", env, want)
 	}
@@ -84,12 +84,13 @@ func TestSequenceErrorsAndRset(t *testing.T) {
 	dir := t.TempDir()
 	s := &sink{dir: dir, timeout: 5 * time.Second}
 	replies := converse(t, s, "HELO c.example.test\r\nDATA\r\nRCPT TO:<b@example.test>\r\n"+
-		"MAIL FROM:<>\r\nRSET\r\nDATA\r\nNOOP\r\nBOGUS\r\nQUIT\r\n")
+		"MAIL FROM:<>\r\nRSET\r\nDATA\r\nNOOP\r\nBOGUS\r\nSTARTTLS\r\nQUIT\r\n")
 	var codes []string
 	for _, l := range replies {
 		codes = append(codes, l[:3])
 	}
-	if got, want := strings.Join(codes, " "), "220 250 503 503 250 250 503 250 502 221"; got != want {
+	// No certificate: no STARTTLS (502).
+	if got, want := strings.Join(codes, " "), "220 250 503 503 250 250 503 250 502 502 221"; got != want {
 		t.Errorf("reply codes %s, want %s", got, want)
 	}
 	if s.seq.Load() != 0 {

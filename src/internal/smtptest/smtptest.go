@@ -1,12 +1,15 @@
 // Package smtptest is a scriptable SMTP server for tests: it listens on
 // loopback, answers each command as a Script says (or misbehaves: closes,
-// resets, stalls), and records what it received, byte for byte.
+// resets, stalls), and records what it received, byte for byte. With a TLS
+// configuration it offers STARTTLS (RFC 3207) and can inject a response
+// after its 220, to test clients against CVE-2011-0411.
 package smtptest
 
 import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -42,6 +45,27 @@ type Script struct {
 	// KeepData keeps each message body in memory (Message.Data); without it
 	// only its length and SHA-256 are kept, for large bodies.
 	KeepData bool
+
+	// NoGreeting: the server sends no greeting and waits for the first
+	// command, as after a TLS handshake (for a client's second run).
+	NoGreeting bool
+	// TLS, when set, makes the server offer STARTTLS: a "250-STARTTLS"
+	// line goes into a 2xx EHLO reply (after its first line), and a 220
+	// to STARTTLS is followed by a handshake with this configuration.
+	TLS *tls.Config
+	// StartTLS is the reply to STARTTLS: "220 ready" (with TLS set; "502
+	// unknown command" without TLS and StartTLS), or e.g. "454 TLS not
+	// available", or a special reply. A 220 resets the session (RFC 3207
+	// 4.2: the client must EHLO again), even without TLS: then the
+	// conversation simply goes on in cleartext, which lets a test stand in
+	// a fake TLS stage.
+	StartTLS string
+	// Inject is sent right after the 220 to STARTTLS, in the same write
+	// and in cleartext: a response injected before the handshake.
+	Inject string
+	// EhloAfterTLS is the EHLO reply after STARTTLS; default: Ehlo (or its
+	// default), without the STARTTLS line.
+	EhloAfterTLS string
 }
 
 // Message is one received mail transaction.
@@ -54,6 +78,22 @@ type Message struct {
 	Sum    [32]byte // its SHA-256
 	Done   bool     // the final "." arrived
 	Answer string   // what the server answered after the dot
+
+	TLS        bool   // the transaction ran under TLS (after a handshake)
+	TLSVersion uint16 // tls.VersionTLS13 ...
+	TLSCipher  uint16 // tls.TLS_AES_128_GCM_SHA256 ...
+	ServerName string // the SNI the client sent
+	ClientCert bool   // the client presented a certificate
+	// ClientSubject is the client certificate's subject (pkix.Name's
+	// String, e.g. "CN=client").
+	ClientSubject string
+	// StartTLS: a 220 to STARTTLS came before this transaction on its
+	// connection (with or without a handshake).
+	StartTLS bool
+	// Commands is every command line of the connection up to this
+	// transaction's end, in order, STARTTLS and what came before it
+	// included (body lines excluded).
+	Commands []string
 }
 
 // Server is a running test server.
@@ -156,37 +196,73 @@ func or(v, def string) string {
 	return v
 }
 
+// conn is one session's connection: the TCP socket, and what the session
+// reads and writes, which becomes the TLS layer after STARTTLS.
+type conn struct {
+	raw net.Conn // the socket, for RST
+	c   net.Conn // the socket or the TLS connection over it
+	r   *bufio.Reader
+	w   *bufio.Writer
+	tls *tls.ConnectionState // after a handshake
+}
+
+// handshakeTimeout bounds a TLS handshake: a client that never starts one
+// must not keep the server busy beyond the test.
+const handshakeTimeout = 10 * time.Second
+
 // answer sends a reply or performs a special one; false ends the session.
-func (s *Server) answer(c net.Conn, w *bufio.Writer, reply string) bool {
+// extra, if any, goes out in the same write, right after the reply.
+func (s *Server) answer(c *conn, reply, extra string) bool {
 	switch reply {
 	case Close:
 		return false
 	case Reset:
-		if tc, ok := c.(*net.TCPConn); ok {
+		if tc, ok := c.raw.(*net.TCPConn); ok {
 			tc.SetLinger(0)
 		}
 		return false
 	case Stall:
-		io.Copy(io.Discard, c)
+		io.Copy(io.Discard, c.c)
 		return false
 	}
 	for _, l := range strings.Split(reply, "\n") {
-		w.WriteString(l + "\r\n")
+		c.w.WriteString(l + "\r\n")
 	}
-	return w.Flush() == nil
+	c.w.WriteString(extra)
+	return c.w.Flush() == nil
 }
 
-func (s *Server) session(c net.Conn) {
-	r := bufio.NewReaderSize(c, 64*1024)
-	w := bufio.NewWriter(c)
+// withSTARTTLS adds a "250-STARTTLS" line after the first line of a 2xx
+// EHLO reply.
+func withSTARTTLS(reply string) string {
+	if !strings.HasPrefix(reply, "2") || strings.HasPrefix(reply, "!") {
+		return reply
+	}
+	lines := strings.Split(reply, "\n")
+	if len(lines) == 1 {
+		first := lines[0]
+		if len(first) >= 4 {
+			first = first[:3] + "-" + first[4:]
+		} else {
+			first += "-"
+		}
+		return first + "\n" + first[:3] + " STARTTLS"
+	}
+	return lines[0] + "\n" + lines[0][:3] + "-STARTTLS\n" + strings.Join(lines[1:], "\n")
+}
+
+func (s *Server) session(raw net.Conn) {
+	c := &conn{raw: raw, c: raw, r: bufio.NewReaderSize(raw, 64*1024), w: bufio.NewWriter(raw)}
 	sc := s.script
-	if !s.answer(c, w, or(sc.Greeting, "220 smtptest ESMTP")) {
+	if !sc.NoGreeting && !s.answer(c, or(sc.Greeting, "220 smtptest ESMTP"), "") {
 		return
 	}
 	var cur *Message
+	var cmds []string
 	nrcpt := 0
+	startTLS := false // a 220 to STARTTLS has been sent
 	for {
-		line, err := r.ReadString('\n')
+		line, err := c.r.ReadString('\n')
 		if err != nil {
 			return
 		}
@@ -194,6 +270,7 @@ func (s *Server) session(c net.Conn) {
 		s.mu.Lock()
 		s.lines = append(s.lines, line)
 		s.mu.Unlock()
+		cmds = append(cmds, line)
 		verb := strings.ToUpper(line)
 		if i := strings.IndexAny(verb, " :"); i >= 0 {
 			verb = verb[:i]
@@ -202,10 +279,58 @@ func (s *Server) session(c net.Conn) {
 		switch verb {
 		case "EHLO":
 			reply = or(sc.Ehlo, "250-smtptest\n250-PIPELINING\n250 8BITMIME")
+			switch {
+			case startTLS:
+				reply = or(sc.EhloAfterTLS, reply)
+			case sc.TLS != nil:
+				reply = withSTARTTLS(reply)
+			}
 			cur = &Message{Helo: line}
 		case "HELO":
 			reply = or(sc.Helo, "250 smtptest")
 			cur = &Message{Helo: line}
+		case "STARTTLS":
+			switch {
+			case startTLS:
+				reply = "503 5.5.1 TLS already active"
+			case sc.TLS == nil && sc.StartTLS == "":
+				reply = "502 unknown command"
+			default:
+				reply = or(sc.StartTLS, "220 ready")
+			}
+			if !strings.HasPrefix(reply, "220") {
+				break
+			}
+			if !s.answer(c, reply, sc.Inject) {
+				return
+			}
+			// RFC 3207 4.2: the server forgets everything it knew from
+			// the client, EHLO included.
+			startTLS = true
+			cur = nil
+			nrcpt = 0
+			if sc.TLS == nil {
+				continue
+			}
+			// Whatever the client sent after STARTTLS and before the
+			// handshake is dropped with the cleartext reader (the
+			// server side of CVE-2011-0411).
+			tc := tls.Server(raw, sc.TLS)
+			raw.SetDeadline(time.Now().Add(handshakeTimeout))
+			if s.closing() {
+				return
+			}
+			err := tc.Handshake()
+			// Clear the deadline, then look at done: Close sets its
+			// deadline after closing done, so it cannot be lost.
+			raw.SetDeadline(time.Time{})
+			if err != nil || s.closing() {
+				return
+			}
+			st := tc.ConnectionState()
+			c.c, c.tls = tc, &st
+			c.r, c.w = bufio.NewReaderSize(tc, 64*1024), bufio.NewWriter(tc)
+			continue
 		case "MAIL":
 			reply = or(sc.Mail, "250 ok")
 			if cur == nil {
@@ -223,7 +348,7 @@ func (s *Server) session(c net.Conn) {
 			}
 		case "DATA":
 			reply = or(sc.Data, "354 go ahead")
-			if !s.answer(c, w, reply) {
+			if !s.answer(c, reply, "") {
 				return
 			}
 			if !strings.HasPrefix(reply, "354") {
@@ -232,15 +357,15 @@ func (s *Server) session(c net.Conn) {
 			if cur == nil {
 				cur = &Message{}
 			}
-			ok := s.readBody(c, r, cur)
+			ok := s.readBody(c, cur)
 			if !ok {
-				s.record(*cur)
+				s.record(c, *cur, startTLS, cmds)
 				return
 			}
 			cur.Done = true
 			cur.Answer = or(sc.AfterDot, "250 ok: queued")
-			s.record(*cur)
-			if !s.answer(c, w, cur.Answer) {
+			s.record(c, *cur, startTLS, cmds)
+			if !s.answer(c, cur.Answer, "") {
 				return
 			}
 			cur = &Message{Helo: cur.Helo}
@@ -253,32 +378,55 @@ func (s *Server) session(c net.Conn) {
 			}
 			nrcpt = 0
 		case "QUIT":
-			s.answer(c, w, or(sc.Quit, "221 bye"))
+			s.answer(c, or(sc.Quit, "221 bye"), "")
 			return
 		case "NOOP":
 			reply = "250 ok"
 		default:
 			reply = "502 unknown command"
 		}
-		if !s.answer(c, w, reply) {
+		if !s.answer(c, reply, "") {
 			return
 		}
 	}
 }
 
-func (s *Server) record(m Message) {
+// closing says whether Close has been called.
+func (s *Server) closing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// record keeps a transaction, with what is known of its connection.
+func (s *Server) record(c *conn, m Message, startTLS bool, cmds []string) {
+	m.StartTLS = startTLS
+	m.Commands = append([]string(nil), cmds...)
+	if st := c.tls; st != nil {
+		m.TLS = true
+		m.TLSVersion = st.Version
+		m.TLSCipher = st.CipherSuite
+		m.ServerName = st.ServerName
+		if len(st.PeerCertificates) > 0 {
+			m.ClientCert = true
+			m.ClientSubject = st.PeerCertificates[0].Subject.String()
+		}
+	}
 	s.mu.Lock()
 	s.msgs = append(s.msgs, m)
 	s.mu.Unlock()
 }
 
 // readBody reads up to and including "\r\n.\r\n" (or a first line ".\r\n").
-func (s *Server) readBody(c net.Conn, r *bufio.Reader, m *Message) bool {
+func (s *Server) readBody(c *conn, m *Message) bool {
 	h := sha256.New()
 	var keep bytes.Buffer
 	atStart := true
 	for {
-		line, err := r.ReadSlice('\n')
+		line, err := c.r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
 			err = nil
 		} else if err != nil {
@@ -298,7 +446,7 @@ func (s *Server) readBody(c net.Conn, r *bufio.Reader, m *Message) bool {
 			keep.Write(line)
 		}
 		if s.script.Mid != "" && m.Len >= int64(s.script.MidAfter) {
-			s.answer(c, nil, s.script.Mid)
+			s.answer(c, s.script.Mid, "")
 			return false
 		}
 	}

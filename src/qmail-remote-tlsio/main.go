@@ -1,0 +1,255 @@
+// qmail-remote-tlsio does the TLS handshake of a STARTTLS session on the
+// network descriptors 6 and 7 and runs prog... (qmail-remote-io again) on a
+// plaintext socketpair, shuttling bytes between the two, the way
+// s6-tlsc-io does for s6-tlsc (same variable names in and out).
+//
+// It spawns prog instead of being spawned by it (s6-tlsc-io runs beside
+// its application): qmail-remote-io execs into us with the connection on
+// fds 6/7 after the server said 220 to STARTTLS, and we must learn prog's
+// exit status to hand it on to qmail-remote-connect, whose child we are.
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/tlsio"
+)
+
+const usage = "qmail-remote-tlsio prog..."
+
+const progName = "qmail-remote-tlsio"
+
+// UCSPI network descriptors.
+const (
+	fdRead  = 6
+	fdWrite = 7
+)
+
+// finishGrace is how long, after prog exited, its last bytes may take to
+// reach the server (and close_notify after them) before we stop.
+const finishGrace = 2 * time.Second
+
+// s6-tlsc-io's input variables: the application must not see them (the
+// key's path is nobody else's business, and a second run of prog must not
+// mistake itself for a TLS stage).
+var tlsInputVars = []string{"CAFILE", "CADIR", "CERTFILE", "KEYFILE"}
+
+type settings struct {
+	cfg            tlsio.Config
+	ip             string // for reports
+	timeoutConnect time.Duration
+	timeoutRemote  time.Duration
+	caFile, caDir  string
+	certFile       string
+	keyFile        string
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		chain.Usage(usage)
+	}
+	st := readEnv()
+	argv := os.Args[1:]
+	// Find prog before the handshake: a server must not see a session
+	// that we then drop because of our own installation problem.
+	path, err := chain.LookPath(argv[0])
+	if err == nil {
+		err = unix.Access(path, unix.X_OK)
+	}
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to find %s: %v", argv[0], err)
+	}
+	raw, err := tlsio.FdConn(fdRead, fdWrite)
+	if err != nil {
+		chain.Die(chain.ExitUsage, progName, "fds 6 and 7 must be the connection to the server: %v", err)
+	}
+	loadControl(&st)
+
+	conn, params := handshake(st, raw)
+	os.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw}, params))
+}
+
+func readEnv() settings {
+	var st settings
+	die := func(err error) { chain.Die(chain.ExitUsage, progName, "%v", err) }
+	name, err := chainenv.String(chainenv.MXName)
+	if err != nil {
+		die(err)
+	}
+	if st.cfg.Server, err = tlsio.ParseServer(name); err != nil {
+		die(&chainenv.Error{Name: chainenv.MXName, Reason: err.Error()})
+	}
+	n, err := chainenv.Int(chainenv.TLSStrictness, 0, 2)
+	if err != nil {
+		die(err)
+	}
+	st.cfg.Strictness = int(n)
+	if st.timeoutConnect, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
+		die(err)
+	}
+	if st.timeoutRemote, err = chainenv.Seconds(chainenv.TimeoutRemote, 1); err != nil {
+		die(err)
+	}
+	// Empty counts as unset: qmail-remote-io passes control files that
+	// may be empty.
+	st.caFile, st.caDir = os.Getenv("CAFILE"), os.Getenv("CADIR")
+	st.certFile, st.keyFile = os.Getenv("CERTFILE"), os.Getenv("KEYFILE")
+	if st.caFile != "" && st.caDir != "" {
+		die(errors.New("CAFILE and CADIR are both set; set one"))
+	}
+	if st.cfg.Strictness == 2 && st.caFile == "" && st.caDir == "" {
+		die(errors.New("CAFILE or CADIR must be set at tlsstrictness 2"))
+	}
+	if (st.certFile == "") != (st.keyFile == "") {
+		die(errors.New("CERTFILE and KEYFILE must be set together"))
+	}
+	st.ip = "the server"
+	if v := os.Getenv(chainenv.TCPRemoteIP); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			die(&chainenv.Error{Name: chainenv.TCPRemoteIP, Reason: fmt.Sprintf("holds %q, which is not an IP address", v)})
+		}
+		st.ip = a.Unmap().String()
+	}
+	return st
+}
+
+// loadControl loads the trust anchors (tlsstrictness 2 only: at 0 and 1
+// nothing is verified, so reading /etc/ssl/certs would be wasted) and the
+// client certificate. A problem with either is the same for every server:
+// a final Z, exit 0, and the mail waits for the administrator.
+func loadControl(st *settings) {
+	if st.cfg.Strictness == 2 {
+		var err error
+		if st.caFile != "" {
+			st.cfg.Anchors, _, err = tlsio.LoadFile(st.caFile)
+		} else {
+			st.cfg.Anchors, _, err = tlsio.LoadDir(st.caDir)
+		}
+		if err != nil {
+			final(fmt.Sprintf("trust anchors: %v", err))
+		}
+	}
+	if st.certFile != "" {
+		c, err := tlsio.LoadClientCert(st.certFile, st.keyFile)
+		if err != nil {
+			final(err.Error())
+		}
+		st.cfg.ClientCert = c
+	}
+}
+
+func final(reason string) {
+	writeReport("Unable to read control files: " + reason + ". (#4.3.0)\n")
+	os.Exit(0)
+}
+
+func writeReport(text string) {
+	if err := report.Write(os.Stdout, report.Temporary, text); err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to write to stdout: %v", err)
+	}
+}
+
+// handshake runs the TLS handshake within timeoutconnect. A failure is
+// this server's: one Z and exit 11, and qmail-remote-connect decides
+// between the next candidate and (tlsstrictness 0) cleartext.
+func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
+	conn := tls.Client(raw, st.cfg.TLSConfig())
+	raw.SetDeadline(time.Now().Add(st.timeoutConnect))
+	err := conn.Handshake()
+	if err != nil {
+		why := tlsio.Reason(err, st.cfg, st.timeoutConnect, time.Now())
+		writeReport(fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", st.ip, why))
+		os.Exit(chain.ExitTLSFailed)
+	}
+	raw.SetDeadline(time.Time{})
+	return conn, tlsio.ParamsOf(conn.ConnectionState(), st.cfg.Server, st.cfg.Strictness == 2)
+}
+
+// childEnv is ours minus the TLS inputs and any stale outputs, plus the
+// session's parameters.
+func childEnv(p tlsio.Params) []string {
+	drop := append(append([]string{}, tlsInputVars...), tlsio.EnvNames...)
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, d := range drop {
+			keep = keep && k != d
+		}
+		if keep {
+			env = append(env, kv)
+		}
+	}
+	return append(env, p.Env()...)
+}
+
+// run spawns prog on a socketpair, shuttles until it exits, and returns
+// the exit code to leave with.
+func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.Params) int {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to create a socketpair: %v", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "socketpair")
+	theirs := os.NewFile(uintptr(fds[1]), "socketpair")
+	fc, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to use the socketpair: %v", err)
+	}
+	local := fc.(*net.UnixConn)
+
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   argv,
+		Env:    childEnv(p),
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		// ExtraFiles[i] is fd 3+i: fds 3, 4 and 5 closed, the plaintext
+		// socket on 6 (read) and 7 (write), as the network was for us.
+		ExtraFiles: []*os.File{nil, nil, nil, theirs, theirs},
+		// If we die, prog must not go on: its bytes would go nowhere
+		// and it might report a delivery that never happened.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	// Pdeathsig fires when the thread that forked exits, not the
+	// process: stay on this thread until prog is reaped (we leave with
+	// os.Exit, never unlocking).
+	runtime.LockOSThread()
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		chain.Die(chain.ExitSystem, progName, "unable to run %s: %v", path, err)
+	}
+	sh := tlsio.Start(remote, local, st.timeoutRemote)
+	werr := cmd.Wait()
+	sh.Finish(finishGrace)
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Exited():
+		return ws.ExitStatus()
+	case ok && ws.Signaled():
+		// qmail-remote-connect reads 111 without a report as a broken
+		// stage (never "next candidate"): prog may have sent MAIL.
+		chain.Die(chain.ExitSystem, progName, "%s was killed by signal %d (%v)", path, int(ws.Signal()), ws.Signal())
+	}
+	chain.Die(chain.ExitSystem, progName, "%s ended in an unknown way: %v", path, werr)
+	return chain.ExitSystem
+}
