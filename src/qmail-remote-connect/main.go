@@ -70,15 +70,7 @@ func main() {
 		chain.Die(chain.ExitUsage, progName, "%v", err)
 	}
 	argv := os.Args[1:]
-	// Find prog before connecting: a server must not see a connection
-	// that we then drop because of our own installation problem.
-	path, err := chain.LookPath(argv[0])
-	if err == nil {
-		err = unix.Access(path, unix.X_OK)
-	}
-	if err != nil {
-		chain.Die(chain.ExitSystem, progName, "unable to find %s: %v", argv[0], err)
-	}
+	path := chain.FindProgOrDie(progName, argv[0])
 	w := &walker{
 		cfg:  cfg,
 		tab:  tcpto.Open(cfg.qmailHome, cfg.qmailRun),

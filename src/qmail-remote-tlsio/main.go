@@ -65,15 +65,7 @@ func main() {
 	}
 	st := readEnv()
 	argv := os.Args[1:]
-	// Find prog before the handshake: a server must not see a session
-	// that we then drop because of our own installation problem.
-	path, err := chain.LookPath(argv[0])
-	if err == nil {
-		err = unix.Access(path, unix.X_OK)
-	}
-	if err != nil {
-		chain.Die(chain.ExitSystem, progName, "unable to find %s: %v", argv[0], err)
-	}
+	path := chain.FindProgOrDie(progName, argv[0])
 	raw, err := tlsio.FdConn(fdRead, fdWrite)
 	if err != nil {
 		chain.Die(chain.ExitUsage, progName, "fds 6 and 7 must be the connection to the server: %v", err)

@@ -70,3 +70,18 @@ func ExecOrDie(prog string, argv []string) {
 	err := Exec(argv)
 	Die(ExitSystem, prog, "%v", err)
 }
+
+// FindProgOrDie finds the program a stage will run (argv0, as execvp
+// would) and checks it is executable, or dies with 111. Stages that talk
+// to a server call it before they do: a server must not see a session
+// that we then drop because of our own installation problem.
+func FindProgOrDie(prog, argv0 string) string {
+	path, err := LookPath(argv0)
+	if err == nil {
+		err = unix.Access(path, unix.X_OK)
+	}
+	if err != nil {
+		Die(ExitSystem, prog, "unable to find %s: %v", argv0, err)
+	}
+	return path
+}
