@@ -17,8 +17,13 @@
 //     refused: try goes on in cleartext, require gives up.
 //     A failure in steps 1 to 3 is one Z report and exit 10: nothing of
 //     the transaction has happened, another server may do better.
-//  4. MAIL FROM, RCPT TO for each recipient in lock-step (r/h/s reports),
-//     DATA, the body, the dot, the reply: one message report, exit 0.
+//     With QMAILREMOTE_AUTH (auth.go): smtps execs the TLS stage before
+//     step 1, whose second run reads the greeting; after the EHLO under
+//     verified TLS comes AUTH, whose 5xx is a final Z (exit 0).
+//  4. MAIL FROM (with SIZE, BODY, SMTPUTF8 when offered and needed), RCPT
+//     TO for each recipient (r/h/s reports), DATA: pipelined in one write
+//     when the server offers PIPELINING, else in lock-step (esmtp.go);
+//     then the body, the dot, the reply: one message report, exit 0.
 //  5. QUIT, without waiting for its reply.
 package main
 
@@ -59,7 +64,8 @@ type config struct {
 	sender  string
 	rcpts   []string
 	timeout time.Duration
-	ip      string // for the report texts
+	ip      string  // for the report texts
+	msg     msgInfo // size and 8-bit, for SIZE and BODY (esmtp.go)
 
 	// First run: what to do about STARTTLS, and what the TLS stage needs.
 	tlsMode       string // chainenv.TLSNone, TLSTry or TLSRequire
@@ -71,6 +77,8 @@ type config struct {
 
 	// Second run: the session is under TLS (set by the TLS stage).
 	tls *tlsInfo
+
+	auth authConfig // smarthost submission (auth.go)
 }
 
 // tlsInfo is what the TLS stage tells the application about the session.
@@ -133,6 +141,7 @@ func readEnv() config {
 	if cfg.timeout, err = chainenv.Seconds(chainenv.TimeoutRemote, 1); err != nil {
 		die(err)
 	}
+	cfg.msg = readMsgInfo(die)
 	// Optional, for the report texts only: the connector has turned
 	// tlsstrictness into QMAILREMOTE_TLS for this connection.
 	if _, ok := os.LookupEnv(chainenv.TLSStrictness); ok {
@@ -146,6 +155,7 @@ func readEnv() config {
 	} else {
 		readTLSPolicy(&cfg, die)
 	}
+	readAuthEnv(&cfg, die)
 	cfg.ip = "the server"
 	if v := os.Getenv(chainenv.TCPRemoteIP); v != "" {
 		a, err := netip.ParseAddr(v)
@@ -291,7 +301,7 @@ func (s *session) run() int {
 	// D and Z too, for the administrator reading the log). A failure
 	// before MAIL does not: the connector labels its pass itself.
 	if s.cfg.tls != nil && s.inTransaction {
-		o.text = withTLSLine(o.text, s.cfg.tls.line())
+		o.text = withTLSLine(o.text, s.cfg.tls.line()+s.authLine())
 	}
 	report.Write(os.Stdout, o.letter, o.text)
 	if !s.inTransaction {
@@ -307,8 +317,12 @@ func (s *session) deliver() (outcome, bool) {
 	ip := s.cfg.ip
 	var r smtp.Reply
 	var err error
+	// SMTPS (auth.go): TLS before anything else, the greeting under TLS.
+	if s.cfg.tls == nil && s.cfg.smtps() {
+		return s.startSMTPS()
+	}
 	// RFC 3207 4.2: after the handshake the client speaks first.
-	if s.cfg.tls == nil {
+	if s.cfg.tls == nil || s.cfg.smtps() {
 		if r, err = s.reply(stepGreeting); err != nil {
 			return s.broken(stepGreeting, err, false), false
 		}
@@ -344,60 +358,16 @@ func (s *session) deliver() (outcome, bool) {
 		}
 	}
 
-	// An envelope address holding CR or LF would forge commands (stock
-	// quote.c escapes them with a backslash, which a server reading lines
-	// does not see). Such an address can never be delivered.
-	sender := smtp.QuoteAddress(s.cfg.sender)
-	if strings.ContainsAny(sender, "\r\n") {
-		s.inTransaction = true // a final answer: no other server will do better
-		return outcome{report.Permanent, "Sorry, the sender address holds a CR or LF, which SMTP cannot carry. (#5.1.7)\n"}, true
-	}
-
-	s.inTransaction = true
-	if r, err = s.command("MAIL FROM:<"+sender+">", "MAIL"); err != nil {
-		return s.broken("MAIL", err, false), false
-	}
-	switch r.Class() {
-	case 2:
-	case 5:
-		return outcome{report.Permanent, "Connected to " + ip + " but sender was rejected.\n" + report.RemoteSaid(r.Text)}, true
-	default:
-		return outcome{report.Temporary, "Connected to " + ip + " but sender was rejected.\n" + report.RemoteSaid(r.Text)}, true
-	}
-
-	accepted := 0
-	for _, rcpt := range s.cfg.rcpts {
-		q := smtp.QuoteAddress(rcpt)
-		if strings.ContainsAny(q, "\r\n") {
-			report.Write(os.Stdout, report.RcptPermanent, "Sorry, the recipient address holds a CR or LF, which SMTP cannot carry. (#5.1.3)\n")
-			continue
-		}
-		if r, err = s.command("RCPT TO:<"+q+">", "RCPT"); err != nil {
-			return s.broken("RCPT", err, false), false
-		}
-		switch r.Class() {
-		case 2:
-			report.Write(os.Stdout, report.RcptOK, "")
-			accepted++
-		case 5:
-			report.Write(os.Stdout, report.RcptPermanent, ip+" does not like recipient.\n"+report.RemoteSaid(r.Text))
-		default:
-			report.Write(os.Stdout, report.RcptTemporary, ip+" does not like recipient.\n"+report.RemoteSaid(r.Text))
+	// AUTH for a smarthost, under verified TLS only (auth.go).
+	if s.cfg.auth.method != "" {
+		if o, quit, giveUp := s.authenticate(); giveUp {
+			return o, quit
 		}
 	}
-	if accepted == 0 {
-		return outcome{report.Permanent, "Giving up on " + ip + ".\n"}, true
-	}
 
-	if r, err = s.command("DATA", "DATA"); err != nil {
-		return s.broken("DATA", err, false), false
-	}
-	switch {
-	case r.Code == 354:
-	case r.Class() == 5:
-		return outcome{report.Permanent, ip + " failed on DATA command.\n" + report.RemoteSaid(r.Text)}, true
-	default:
-		return outcome{report.Temporary, ip + " failed on DATA command.\n" + report.RemoteSaid(r.Text)}, true
+	// MAIL, RCPT, DATA, up to the 354 (esmtp.go).
+	if o, quit, ok := s.transaction(); !ok {
+		return o, quit
 	}
 
 	_, err = smtp.SendBody(deadlineWriter{s.w, s.cfg.timeout}, msgReader{os.Stdin})

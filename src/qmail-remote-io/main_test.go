@@ -58,7 +58,7 @@ func str(s string) *string { return &s }
 
 // deliver runs the program against addr (a server), its socket on fds 6
 // and 7.
-func deliver(t *testing.T, addr string, o opts) run {
+func deliver(t testing.TB, addr string, o opts) run {
 	t.Helper()
 	if o.msg == "" {
 		o.msg = "Subject: t\n\nhello\n"
@@ -269,8 +269,15 @@ func TestReplies(t *testing.T) {
 			if has(lines, "MAIL") != tc.mail || has(lines, "QUIT") != tc.quit {
 				t.Errorf("server got %q", lines)
 			}
-			if tc.letter == 'D' && tc.rl == "hsh" && has(lines, "DATA") {
-				t.Errorf("DATA sent with no recipient: %q", lines)
+			// Pipelined (smtptest offers PIPELINING): DATA goes with the
+			// RCPTs, and smtptest says 354 to it whatever came before;
+			// the body must not follow, only a lone dot (esmtp_test.go).
+			if tc.letter == 'D' && !strings.HasPrefix(tc.name, "after dot") {
+				for _, m := range srv.Messages() {
+					if m.Len != 0 {
+						t.Errorf("message content sent after %s: %+v", tc.name, m)
+					}
+				}
 			}
 			if strings.HasPrefix(tc.name, "EHLO") && !has(lines, "HELO client.example.test") {
 				t.Errorf("no HELO: %q", lines)

@@ -308,9 +308,9 @@ func TestSecondRun(t *testing.T) {
 		{"EHLO refused: no HELO", "1", smtptest.Script{Ehlo: "554 no"}, 10, 'Z', "",
 			"Connected to 127.0.0.1 but my name was rejected.\nRemote host said: 554 no\n",
 			"EHLO client.example.test|QUIT"},
-		{"MAIL refused", "1", smtptest.Script{Mail: "553 no"}, 0, 'D', "",
+		{"MAIL refused", "1", smtptest.Script{Mail: "553 no", Rcpt: []string{"503 5.5.1 sender first"}, Data: "503 5.5.1 no recipients"}, 0, 'D', "",
 			"Connected to 127.0.0.1 but sender was rejected.\nRemote host said: 553 no\nTLS: TLSv1.3 TLS_AES_128_GCM_SHA256, certificate verified.\n",
-			"EHLO client.example.test|MAIL FROM:<a@example.test>|QUIT"},
+			"EHLO client.example.test|MAIL FROM:<a@example.test>|RCPT TO:<b@example.test>|DATA|QUIT"}, // pipelined
 		{"huge reply after the dot", "1", smtptest.Script{AfterDot: "250 " + huge}, 0, 'K', "r",
 			"127.0.0.1 accepted message.\nRemote host said: 250 yyy", ""},
 	} {

@@ -1,7 +1,8 @@
 // qmail-remote-routes is the routes stage of the chain: it looks the
 // delivery's host up in control/smtproutes (compiling smtproutes.cdb first
 // when the text has changed), exports the relay and port, and execs into
-// the rest of its command line.
+// the rest of its command line. When control/smtpauth has credentials for
+// the route's relay, it says so in QMAILREMOTE_AUTH (auth.go).
 package main
 
 import (
@@ -53,6 +54,7 @@ func main() {
 		os.Unsetenv(chainenv.Relay)
 	}
 	os.Setenv(chainenv.Port, strconv.Itoa(r.Port))
+	exportAuth(home, r)
 	chain.ExecOrDie(prog, os.Args[1:])
 }
 

@@ -6,7 +6,7 @@
 # bridge in a namespace of its own: no packet can leave the machine, and the
 # only addresses in use are documentation ones (192.0.2.0/24, 2001:db8::/32).
 #
-# Usage: tools/interop/run.sh [--selftest] [--keep] [--no-tls]
+# Usage: tools/interop/run.sh [--selftest] [--keep] [--no-tls] [--size]
 #   --selftest  check the test bed with a stand-in client (dig and a bash
 #               /dev/tcp SMTP client) instead of the chain: for when the
 #               chain does not build, or to tell a test-bed fault from a
@@ -19,7 +19,13 @@
 #               service on port 2525 that offers no STARTTLS), which run
 #               by default. Both MTAs offer STARTTLS on port 25 in every
 #               run; without trust anchors the chain must ignore it.
+#               The smarthost cases (AUTH on Exim's ports 465 and 587)
+#               need TLS and are left out with it.
 #   --tls       accepted for compatibility (the TLS cases are the default).
+#   --size      add the SIZE case: a Postfix service whose SIZE limit is
+#               smaller than the message must get no transaction (D, #5.3.4,
+#               and no DATA in its log). Opt-in until qmail-remote-io sends
+#               SIZE (issue 5).
 #
 # Exit status: 0 when every case passed (or "SKIP: ..." was printed),
 # 1 when a case failed, 2 on a set-up failure.
@@ -30,8 +36,10 @@ set -eu
 SELFTEST=0
 KEEP=0
 TLS=1
+SIZE=0
 for a in "$@"; do
 	case $a in
+	--size) SIZE=1 ;;
 	--selftest) SELFTEST=1 ;;
 	--keep) KEEP=1 ;;
 	--tls) TLS=1 ;;
@@ -367,12 +375,23 @@ chown Debian-exim "$TD/mx-exim.test.key"
 # Unknown addresses are refused at RCPT time (virtual_mailbox_maps).
 # Nothing can go out: every non-local transport is "error".
 
-PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test notls.test"
+PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test notls.test size.test"
 PF_BOXES="small@v4.test big@v4.test small@pf6.test small@both.test small@fallback.test
 small@implicit.test small@v6fail.test m1@v4.test m2@v4.test bounce@v4.test tls2@v4.test tls0@pf6.test
-tls2@notls.test tls0@notls.test"
+tls2@notls.test tls0@notls.test small@size.test"
 EX_DOMAINS="v6.test ex4.test both.test badcert.test"
-EX_BOXES="small big m1 m2 dns6 tls2 tls0"
+EX_BOXES="small big m1 m2 dns6 tls2 tls0 relay"
+# Exim is also the authenticated smarthost (ports 465 and 587): it is the
+# final destination of these domains, but takes mail for them only from a
+# client that authenticated (AUTH is offered only under TLS), and takes
+# nothing at all on 465/587 without AUTH. smtps.test and submission.test
+# reach it through the client's smtproutes (465 and 587), badpass.test
+# with a wrong password, noauth.test on 587 without credentials.
+EX_AUTH_DOMAINS="smtps.test submission.test badpass.test noauth.test"
+AUTH_USER=relayuser
+# A space and colons: the password is the rest of the smtpauth line.
+AUTH_PASS='p4ss word:with:colons'
+AUTH_BAD='wrong:p4ss word'
 
 PC=$T/postfix/etc
 PQ=$T/postfix/spool
@@ -453,6 +472,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 # A server without STARTTLS (reached through smtproutes, notls.test).
 2525      inet  n       -       n       -       -       smtpd -o smtpd_tls_security_level=none
+# A server whose SIZE limit (10240) is smaller than the small message
+# (reached through smtproutes, size.test): its log lines say postfix/size.
+2526      inet  n       -       n       -       -       smtpd -o message_size_limit=10240 -o syslog_name=postfix/size
 EOF
 # master -s is what "postfix start-fg" runs: foreground, and maillog_file
 # may be /dev/stdout (there is no syslog in the namespace to log to).
@@ -476,7 +498,10 @@ exim_path = $R/usr/sbin/exim4
 spool_directory = $T/exim/spool
 log_file_path = $T/exim/log/%slog
 domainlist local_domains = ${EX_DOMAINS// / : }
-daemon_smtp_ports = 25
+domainlist auth_domains = ${EX_AUTH_DOMAINS// / : }
+daemon_smtp_ports = 25 : 465 : 587
+tls_on_connect_ports = 465
+auth_advertise_hosts = \${if eq{\$tls_in_cipher}{}{}{*}}
 host_lookup =
 rfc1413_hosts =
 tls_advertise_hosts = *
@@ -484,20 +509,40 @@ tls_certificate = $TD/mx-exim.test.pem
 tls_privatekey = $TD/mx-exim.test.key
 keep_environment =
 message_size_limit = 50M
-log_selector = +pipelining +received_recipients
+log_selector = +pipelining +received_recipients +incoming_interface
 acl_smtp_rcpt = acl_rcpt
 
 begin acl
 acl_rcpt:
   deny    message = relay not permitted
-          !domains = +local_domains
+          !domains = +local_domains : +auth_domains
+  deny    message = authentication required
+          domains = +auth_domains
+          !authenticated = *
+  deny    message = authentication required
+          condition = \${if ={\$received_port}{25}{no}{yes}}
+          !authenticated = *
   require verify = recipient
   accept
+
+begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = \${if and{{eq{\$auth2}{$AUTH_USER}}{eq{\$auth3}{$AUTH_PASS}}}}
+  server_set_id = \$auth2
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = \${if and{{eq{\$auth1}{$AUTH_USER}}{eq{\$auth2}{$AUTH_PASS}}}}
+  server_set_id = \$auth1
 
 begin routers
 mailbox:
   driver = accept
-  domains = +local_domains
+  domains = +local_domains : +auth_domains
   local_parts = ${EX_BOXES// / : }
   transport = maildir
 
@@ -639,6 +684,49 @@ for strict in 0 2; do
 	echo "notls.test:pf4.mx.test:2525" >"$q/control/smtproutes"
 	chown -R nobody:nogroup "$q/queue" "$q/run"
 done
+# The smarthost cases (with TLS): the routes to Exim's ports 465 and 587,
+# and control/smtpauth, mode 0600 and owned by the user qmail-remote runs
+# as (nobody here, qmailr in production). The 587 line spells the relay in
+# capitals: relays match case-insensitively. badpass.test goes to the same
+# server under another of its names (ex4.mx.test, in its certificate) with
+# a wrong password; noauth.test to port 587 with no credentials at all.
+QA=$T/qmail-auth
+cp -R "$QH" "$QA"
+echo "$TD/ca.pem" >"$QA/control/trustanchors"
+cat >"$QA/control/smtproutes" <<EOF
+smtps.test:mx-exim.test:465
+submission.test:mx-exim.test:587
+badpass.test:ex4.mx.test:465
+noauth.test:ex6.mx.test:587
+EOF
+cat >"$QA/control/smtpauth" <<EOF
+# relay:port:method:user:password
+mx-exim.test:465:smtps:$AUTH_USER:$AUTH_PASS
+MX-EXIM.TEST:587:starttls:$AUTH_USER:$AUTH_PASS
+ex4.mx.test:465:smtps:$AUTH_USER:$AUTH_BAD
+EOF
+chown -R nobody:nogroup "$QA/queue" "$QA/run"
+chown nobody:nogroup "$QA/control/smtpauth"
+chmod 0600 "$QA/control/smtpauth"
+# The spy (smarthost cases, chain only): a LIBEXECDIR whose every program
+# is a wrapper that appends its argv and environment to $SPYLOG and execs
+# the real stage, so a check can show that the password reached no stage's
+# environment or argv.
+SPY=$T/spy
+SPYLOG=$SPY/log
+mkdir -p "$SPY"
+for p in $PROGS; do
+	cat >"$SPY/$p" <<EOF
+#!/bin/sh
+{ printf '== %s' "\$0"; printf ' [%s]' "\$@"; echo; tr '\\0' '\\n' </proc/\$\$/environ; echo; } >>$SPYLOG
+exec $BIN/$p "\$@"
+EOF
+	chmod 0755 "$SPY/$p"
+done
+: >"$SPYLOG"
+chown nobody:nogroup "$SPYLOG"
+# The SIZE case: a Postfix service whose limit is smaller than the message.
+echo "size.test:pf4.mx.test:2526" >"$QH/control/smtproutes"
 chmod a+r "$TD/ca.pem"
 QHOME=$QH
 chmod -R a+rX "$BIN" "$QH" "$MSGS"
@@ -712,17 +800,104 @@ standin() { # host sender rcpt...
 	printf "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\\0"
 }
 
+# The stand-in for a smarthost session (--selftest): openssl s_client as a
+# coprocess (implicit TLS on smtps, STARTTLS on starttls), the certificate
+# verified against the test CA and NAME, AUTH PLAIN unless CRED is empty,
+# then one lock-step transaction; reports as qmail-remote writes them.
+standin_auth() { # name ip port smtps|starttls user pass ca sender rcpt...
+	local name=$1 ip=$2 port=$3 mode=$4 user=$5 pass=$6 ca=$7 sender=$8 addr code text l r ok
+	shift 8
+	addr=$ip
+	case $ip in *:*) addr="[$ip]" ;; esac
+	reply() {
+		text=
+		code=
+		while IFS= read -r -t 30 l <&"${SC[0]}"; do
+			l=${l%$'\r'}
+			text="$text${text:+/}$l"
+			[ "${l:3:1}" = "-" ] || break
+		done
+		code=${l:0:3}
+	}
+	send() { printf '%s\r\n' "$1" >&"${SC[1]}"; }
+	if [ "$mode" = smtps ]; then
+		coproc SC { exec openssl s_client -quiet -connect "$addr:$port" -servername "$name" \
+			-verify_hostname "$name" -verify_return_error -CAfile "$ca" 2>/dev/null; }
+		reply
+	else
+		coproc SC { exec openssl s_client -quiet -starttls smtp -name client.test -connect "$addr:$port" \
+			-servername "$name" -verify_hostname "$name" -verify_return_error -CAfile "$ca" 2>/dev/null; }
+		code=220
+	fi
+	[ "$code" = 220 ] || { printf "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\\0"; return 0; }
+	send "EHLO client.test"
+	reply
+	if [ -n "$user" ]; then
+		case $text in */250[-\ ]AUTH*PLAIN*) ;; *) printf 'Z%s offers no AUTH PLAIN: %s\0' "$ip" "$text"; return 0 ;; esac
+		send "AUTH PLAIN $(printf '\0%s\0%s' "$user" "$pass" | base64 -w0)"
+		reply
+		case $code in
+		235) ;;
+		*) printf 'Z%s refused the credentials.\nRemote host said: %s\0' "$ip" "$text"; send QUIT; return 0 ;;
+		esac
+	fi
+	send "MAIL FROM:<$sender>"
+	reply
+	ok=0
+	for r in "$@"; do
+		send "RCPT TO:<$r>"
+		reply
+		case $code in
+		2*) printf 'r\0'; ok=1 ;;
+		5*) printf 'h%s does not like recipient.\nRemote host said: %s\0' "$ip" "$text" ;;
+		*) printf 's%s does not like recipient.\nRemote host said: %s\0' "$ip" "$text" ;;
+		esac
+	done
+	if [ $ok = 0 ]; then
+		send QUIT
+		printf 'DGiving up on %s.\n\0' "$ip"
+		return 0
+	fi
+	send DATA
+	reply
+	sed 's/^\./../; s/$/\r/' >&"${SC[1]}"
+	send .
+	reply
+	send QUIT
+	case $code in
+	2*) printf 'K%s accepted message.\nRemote host said: %s\nTLS: TLSv1.3 (stand-in), certificate verified.\n%s\0' \
+		"$ip" "$text" "${user:+Authenticated as $user.}" ;;
+	*) printf 'Z%s failed after I sent the message.\nRemote host said: %s\0' "$ip" "$text" ;;
+	esac
+}
+
+# AUTHVIA, for the stand-in only: "NAME IP PORT MODE CRED" says where the
+# chain's smtproutes and smtpauth would take the smarthost cases (CRED good,
+# bad or none).
+AUTHVIA=
+LIBEXEC=
 deliver() { # out-file msg-file host sender rcpt...
-	local out msg
+	local out msg v
 	out=$1 msg=$2
 	shift 2
-	if [ "$SELFTEST" = 1 ]; then
+	if [ "$SELFTEST" = 1 ] && [ -n "$AUTHVIA" ]; then
+		# shellcheck disable=SC2086
+		set -- $AUTHVIA "$@"
+		case $5 in
+		good) v="$AUTH_USER $AUTH_PASS" ;;
+		bad) v="$AUTH_USER $AUTH_BAD" ;;
+		*) v=" " ;;
+		esac
+		in_ns "$NS_CL" timeout 120 bash -c "$(declare -f standin_auth); standin_auth \"\$@\"" _ \
+			"$1" "$2" "$3" "$4" "${v%% *}" "${v#* }" "$TD/ca.pem" "${@:7}" \
+			<"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
+	elif [ "$SELFTEST" = 1 ]; then
 		# shellcheck disable=SC2034
 		in_ns "$NS_CL" timeout 120 bash -c "$(declare -f standin); standin \"\$@\"" _ "$@" \
 			<"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
 	else
 		in_ns "$NS_CL" timeout 120 setpriv --reuid=nobody --regid=nogroup --clear-groups \
-			env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME="$QHOME" QMAILREMOTE_LIBEXECDIR="$BIN" \
+			env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME="$QHOME" QMAILREMOTE_LIBEXECDIR="${LIBEXEC:-$BIN}" \
 			"$BIN/qmail-remote" "$@" <"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
 	fi
 	return 0
@@ -1005,6 +1180,143 @@ elif [ "$TLS" = 1 ]; then
 			record "$1-box" "$2" - PASS - "nothing received for $3"
 		fi
 	done
+fi
+
+# ESMTP: what the MTAs advertise in answer to EHLO. Exim offers AUTH only
+# under TLS, so its cleartext EHLO on 587 must not list it.
+ehlo_lines() { # ip port: the EHLO reply, one keyword line each
+	local l
+	exec 3<>"/dev/tcp/$1/$2" || return 1
+	IFS= read -r -t 5 l <&3
+	printf 'EHLO client.test\r\n' >&3
+	while IFS= read -r -t 5 l <&3; do
+		l=${l%$'\r'}
+		printf '%s\n' "${l:4}"
+		[ "${l:3:1}" = - ] || break
+	done
+	printf 'QUIT\r\n' >&3
+}
+ehlo_probe() { # case server ip port want... (KEYWORD [PARAM], or !KEYWORD: absent)
+	local name=$1 server=$2 ip=$3 port=$4 out=$T/out.$1 t0 ms w bad=
+	shift 4
+	t0=$(now_ms)
+	in_ns "$NS_CL" timeout 10 bash -c "$(declare -f ehlo_lines); ehlo_lines \"\$@\"" _ "$ip" "$port" >"$out" 2>&1
+	ms=$(($(now_ms) - t0))
+	for w in "$@"; do
+		case $w in
+		!*) grep -Eqix "${w#!}( .*)?" "$out" && bad="$bad ${w#!}(offered)" ;;
+		*) grep -Eqix "$w( .*)?" "$out" || bad="$bad $w(missing)" ;;
+		esac
+	done
+	if [ -z "$bad" ]; then
+		record "$name" "$server" "$(family "$ip")" PASS "$ms" "port $port EHLO: $(tr '\n' ' ' <"$out" | cut -c 1-90)"
+	else
+		record "$name" "$server" "$(family "$ip")" FAIL "$ms" "see below" "port $port EHLO:$bad: $(tr '\n' '|' <"$out")"
+	fi
+}
+ehlo_probe esmtp-postfix postfix "$PF4" 25 PIPELINING SIZE 8BITMIME
+ehlo_probe esmtp-exim exim "$EX6" 25 PIPELINING SIZE 8BITMIME '!AUTH'
+ehlo_probe esmtp-exim587 exim "$EX4" 587 PIPELINING SIZE 8BITMIME STARTTLS '!AUTH'
+ehlo_probe esmtp-pfsize postfix "$PF4" 2526 'SIZE 10240'
+
+# SIZE (RFC 1870, --size): Postfix's port 2526 service advertises a limit
+# smaller than the message. The chain must open no transaction: one D
+# report with #5.3.4, and the service's disconnect line (postfix/size)
+# must count no MAIL and no DATA.
+size_disconnects() { grep -c 'postfix/size/smtpd.*disconnect from' "$T/postfix/log" || true; }
+if [ "$SIZE" = 1 ] && [ "$SELFTEST" = 0 ]; then
+	n0=$(size_disconnects)
+	expect_fail size-limit postfix IPv4 "D*#5.3.4*" -- size.test "$S" small@size.test
+	for _ in $(seq 1 50); do
+		[ "$(size_disconnects)" -gt "$n0" ] && break
+		sleep 0.1
+	done
+	l=$(grep 'postfix/size/smtpd.*disconnect from' "$T/postfix/log" | tail -n 1)
+	if [ "$(size_disconnects)" -le "$n0" ]; then
+		record size-limit-log postfix - FAIL - "see below" "no disconnect line from the size service after the case"
+	else
+		case $l in
+		*" data="* | *" mail="*) record size-limit-log postfix - FAIL - "see below" "the server saw a transaction: ${l#*]: }" ;;
+		*) record size-limit-log postfix - PASS - "no MAIL, no DATA: ${l#*]: }" ;;
+		esac
+	fi
+fi
+
+# The smarthost (not with --no-tls): Exim on 465 (SMTPS, RFC 8314) and 587
+# (STARTTLS) requires AUTH, offered only under TLS. The chain finds it
+# through control/smtproutes and its credentials in control/smtpauth
+# ($T/qmail-auth), verifies its certificate against the test CA, and must
+# deliver byte-exact with "Authenticated as USER." in its K report; a wrong
+# password leaves the mail queued (Z with Exim's 535 text) and delivers
+# nothing; no credentials for port 587 get Exim's refusal at RCPT. The
+# password must show up in no report, no log and no stage's argv or
+# environment (the spy's log).
+if [ "$TLS" = 1 ]; then
+	QHOME=$QA
+	[ "$SELFTEST" = 1 ] || LIBEXEC=$SPY
+	AUTHVIA="mx-exim.test $EX6 465 smtps good"
+	expect_k smtps-auth exim "$EX4 $EX6" "$MSGS/small" smtps.test "$S" relay@smtps.test
+	expect_k smtps-auth-2MB exim "$EX4 $EX6" "$MSGS/big" smtps.test "$S" big@smtps.test
+	AUTHVIA="mx-exim.test $EX4 587 starttls good"
+	expect_k starttls587-auth exim "$EX4 $EX6" "$MSGS/small" submission.test "$S" relay@submission.test
+	AUTHVIA="ex4.mx.test $EX4 465 smtps bad"
+	expect_fail wrong-password exim IPv4 "Z*535 Incorrect authentication data*" -- badpass.test "$S" relay@badpass.test
+	AUTHVIA="ex6.mx.test $EX6 587 starttls none"
+	expect_fail noauth-587 exim IPv6 "h$EX6 does not like recipient.*authentication required*" "DGiving up on $EX6*" -- \
+		noauth.test "$S" relay@noauth.test
+	AUTHVIA='' LIBEXEC='' QHOME=$QH
+	# What Exim logged for each delivery: the port, TLS, and who
+	# authenticated (Exim's <= line: I=[ADDR]:PORT P=esmtpsa X=TLS... A=...).
+	for c in "smtps-auth relay@smtps.test 465" "smtps-auth-2MB big@smtps.test 465" "starttls587-auth relay@submission.test 587"; do
+		set -- $c
+		tr '\0' '\n' <"$T/out.$1" | grep -qx "Authenticated as $AUTH_USER\." ||
+			record "$1-K" exim - FAIL - "see below" "the K report does not say Authenticated as $AUTH_USER.: $(show "$T/out.$1")"
+		tr '\0' '\n' <"$T/out.$1" | grep -q '^TLS: .*, certificate verified\.$' ||
+			record "$1-K" exim - FAIL - "see below" "the K report does not say the certificate was verified: $(show "$T/out.$1")"
+		l=$(grep " <= .* for $2\$" "$T/exim/log/mainlog" | tail -n 1)
+		bad=
+		for w in " I=\[[^]]*\]:$3 " " P=esmtpsa " " X=TLS1\.[23]:" " A=(plain|login):$AUTH_USER "; do
+			grep -Eq -- "$w" <<<"$l" || bad="$bad '$w'"
+		done
+		if [ -z "$bad" ]; then
+			record "$1-log" exim - PASS - "Exim: $(grep -Eo 'I=[^ ]+|P=[^ ]+|X=TLS[^:]*|A=[^ ]+' <<<"$l" | tr '\n' ' ')"
+		else
+			record "$1-log" exim - FAIL - "see below" "Exim's <= line lacks$bad: ${l:-(none)}"
+		fi
+	done
+	# Refused: nothing received, and Exim says why.
+	for c in "wrong-password relay@badpass.test authenticator.failed.*:465: 535 " "noauth-587 relay@noauth.test rejected RCPT <relay@noauth.test>: authentication required"; do
+		set -- $c
+		r=$2
+		shift 2
+		if [ -n "$(find "$(box "$r" exim)/new" -type f 2>/dev/null | head -n 1)" ]; then
+			record "${c%% *}-box" exim - FAIL - "see below" "$r received a message"
+		elif grep -q " <= .* for $r\$" "$T/exim/log/mainlog"; then
+			record "${c%% *}-box" exim - FAIL - "see below" "Exim accepted a message for $r"
+		elif ! grep -Eq -- "$*" "$T/exim/log/mainlog"; then
+			record "${c%% *}-box" exim - FAIL - "see below" "no '$*' in Exim's log"
+		else
+			record "${c%% *}-box" exim - PASS - "nothing for $r; Exim: $(grep -Eo -- "$*.*" "$T/exim/log/mainlog" | tail -n 1 | cut -c 1-80)"
+		fi
+	done
+	# The password (and its base64 forms for AUTH PLAIN and LOGIN) in no
+	# report, no log, and no stage's argv or environment.
+	leaks=
+	for secret in "$AUTH_PASS" "$AUTH_BAD" \
+		"$(printf '\0%s\0%s' "$AUTH_USER" "$AUTH_PASS" | base64 -w0)" "$(printf '%s' "$AUTH_PASS" | base64 -w0)" \
+		"$(printf '\0%s\0%s' "$AUTH_USER" "$AUTH_BAD" | base64 -w0)" "$(printf '%s' "$AUTH_BAD" | base64 -w0)"; do
+		for f in "$T"/out.* "$SPYLOG" "$T"/exim/log/* "$T/exim/stderr.log"; do
+			[ -f "$f" ] && grep -qF -- "$secret" "$f" && leaks="$leaks ${f#"$T"/}"
+		done
+	done
+	stages=$(grep -c '^== ' "$SPYLOG" || true)
+	if [ -n "$leaks" ]; then
+		record no-password - - FAIL - "see below" "the password (or its base64) is in:$leaks"
+	elif [ "$SELFTEST" = 0 ] && ! grep -q '^QMAILREMOTE_AUTH=smtps$' "$SPYLOG"; then
+		record no-password - - FAIL - "see below" "the spy saw no stage with QMAILREMOTE_AUTH=smtps ($stages stage runs)"
+	else
+		record no-password - - PASS - "not in reports, logs, or the argv/env of $stages stage runs"
+	fi
 fi
 
 # The resolver over IPv6: the client's resolv.conf names only the IPv6

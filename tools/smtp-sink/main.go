@@ -18,6 +18,15 @@
 // no"). Anything the client sent after STARTTLS before the handshake is
 // thrown away, as RFC 3207 4.2 wants of a server.
 //
+// With -turns it prints "smtp-sink: session turns=N" on stderr at the end
+// of each connection: the round trips the client waited for. A turn is a
+// reply after which the sink had no unread input, so the client must have
+// been waiting for that reply to go on; the reply to QUIT is not counted
+// (a client need not wait for it), nor the TLS handshake's own round
+// trips. Replies to pipelined commands that arrived together (RFC 2920)
+// count once. An estimate from the server's side: a client that writes
+// one pipelined batch in several pieces may count more.
+//
 // Self-contained on purpose: tools/ is outside src/ and cannot import
 // src/internal (Go's internal rule).
 package main
@@ -42,18 +51,25 @@ import (
 	"time"
 )
 
-const usage = "smtp-sink [ -l addr:port ] [ -o dir | -discard ] [ -t seconds ] [ -tls-cert file -tls-key file ] [ -v ]"
+const usage = "smtp-sink [ -l addr:port ] [ -o dir | -discard ] [ -t seconds ] [ -tls-cert file -tls-key file ] [ -turns ] [ -v ]"
 
 // maxLine bounds a command line (RFC 5321 4.5.3.1.4 says 512 octets; be
-// lenient) and the read buffer; body lines longer than that are streamed
-// in pieces, so memory does not grow with the message.
+// lenient). Body lines are not bounded: they are streamed in pieces of at
+// most readSize, so memory does not grow with the message.
 const maxLine = 4096
+
+// readSize is the read buffer, and so the largest read(2): the sink must
+// not be what limits tools/bench.sh's throughput figures, and with 4 KiB
+// reads it was (one read per 4 KiB and a deadline per body line cost more
+// CPU than the whole chain's sending side).
+const readSize = 64 * 1024
 
 type sink struct {
 	dir     string
 	discard bool
 	timeout time.Duration
 	verbose bool
+	turns   bool         // print each session's round trips
 	tls     *tls.Config  // nil: no STARTTLS
 	seq     atomic.Int64 // messages stored or discarded
 	bytes   atomic.Int64 // body bytes received
@@ -67,6 +83,7 @@ func main() {
 	discard := fs.Bool("discard", false, "")
 	timeout := fs.Int("t", 60, "")
 	verbose := fs.Bool("v", false, "")
+	turns := fs.Bool("turns", false, "")
 	certFile := fs.String("tls-cert", "", "")
 	keyFile := fs.String("tls-key", "", "")
 	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() != 0 || (*dir == "") == !*discard || *timeout < 1 ||
@@ -74,7 +91,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "usage: %s\n", usage)
 		os.Exit(100)
 	}
-	s := &sink{dir: *dir, discard: *discard, timeout: time.Duration(*timeout) * time.Second, verbose: *verbose}
+	s := &sink{dir: *dir, discard: *discard, timeout: time.Duration(*timeout) * time.Second, verbose: *verbose, turns: *turns}
 	if *certFile != "" {
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
@@ -134,11 +151,15 @@ type session struct {
 	mail  bool
 	rcpts int
 	tls   string // "TLSv1.3 CIPHER" once STARTTLS is done, else ""
+	turns int    // replies the client waited for (see -turns)
 }
 
 func (s *sink) serve(c net.Conn) {
 	defer c.Close()
-	ss := &session{s: s, c: c, r: bufio.NewReaderSize(c, maxLine), w: bufio.NewWriter(c)}
+	ss := &session{s: s, c: c, r: bufio.NewReaderSize(c, readSize), w: bufio.NewWriter(c)}
+	if s.turns {
+		defer func() { fmt.Fprintf(os.Stderr, "smtp-sink: session turns=%d tls=%t\n", ss.turns, ss.tls != "") }()
+	}
 	ss.reply("220 sink.example.test ESMTP smtp-sink")
 	for {
 		line, err := ss.line()
@@ -226,7 +247,9 @@ func (s *sink) serve(c net.Conn) {
 		case "NOOP":
 			ss.reply("250 2.0.0 ok")
 		case "QUIT":
+			t := ss.turns
 			ss.reply("221 2.0.0 bye")
+			ss.turns = t // the client need not wait for this one
 			return
 		default:
 			ss.reply("502 5.5.2 command not implemented")
@@ -246,7 +269,7 @@ func (ss *session) startTLS() error {
 	}
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
-	ss.c, ss.r, ss.w = tc, bufio.NewReaderSize(tc, maxLine), bufio.NewWriter(tc)
+	ss.c, ss.r, ss.w = tc, bufio.NewReaderSize(tc, readSize), bufio.NewWriter(tc)
 	ss.helo, ss.env, ss.mail, ss.rcpts = "", nil, false, 0
 	ss.tls = versionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 	return nil
@@ -274,6 +297,9 @@ func (ss *session) reply(lines ...string) {
 		ss.w.WriteString(l + "\r\n")
 	}
 	ss.w.Flush()
+	if ss.r.Buffered() == 0 {
+		ss.turns++
+	}
 }
 
 // line reads one command line, CRLF or LF terminated; a line longer than
@@ -284,6 +310,9 @@ func (ss *session) line() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if len(b) > maxLine {
+		return "", errors.New("command line too long")
+	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
@@ -292,6 +321,9 @@ var errStore = errors.New("cannot store the message")
 // data reads the body up to CRLF "." CRLF, un-dot-stuffs it and stores it.
 // It returns the number of message N it was stored as.
 func (ss *session) data() (int64, error) {
+	if ss.s.discard {
+		return ss.discardData()
+	}
 	var out io.Writer = io.Discard
 	var f *os.File
 	var storeErr error
@@ -377,4 +409,73 @@ func (ss *session) data() (int64, error) {
 		return n, fmt.Errorf("%w: %v", errStore, storeErr)
 	}
 	return n, nil
+}
+
+// The end of DATA: RFC 5321 4.1.1.4, CRLF "." CRLF, where the first CRLF
+// may be the one that ended the DATA command line. lineDot is a dot that
+// data takes as stuffing: one at the start of a line, and data's lines end
+// at every LF (bare or not).
+var (
+	endOfData = []byte("\r\n.\r\n")
+	lineDot   = []byte("\n.")
+)
+
+// discardData is data for -discard: the body is only counted, so it is
+// scanned in whole buffers for the end of DATA instead of line by line,
+// with one read deadline per read(2) instead of one per line. The count is
+// the same as data's (the body once un-dot-stuffed), so a client's bytes
+// are checked all the same; bare CR and LF are not counted (they are only
+// reported in N.env, which -discard does not write).
+func (ss *session) discardData() (int64, error) {
+	n := ss.s.seq.Add(1)
+	var wire, stuffed int64
+	// tail holds the last bytes seen (at most 4), to find an end of DATA
+	// or a stuffed dot that spans two reads; at the start it is the CRLF
+	// of the DATA command.
+	var tailBuf [4]byte
+	tail := append(tailBuf[:0], '\r', '\n')
+	for {
+		if ss.r.Buffered() == 0 {
+			ss.c.SetReadDeadline(time.Now().Add(ss.s.timeout))
+			if _, err := ss.r.Peek(1); err != nil {
+				return n, fmt.Errorf("connection lost in DATA: %w", err)
+			}
+		}
+		buf, _ := ss.r.Peek(ss.r.Buffered())
+		// Matches that start in tail and end in buf.
+		var joint [8]byte
+		j := append(append(joint[:0], tail...), buf[:min(4, len(buf))]...)
+		end := -1
+		if k := bytes.Index(j, endOfData); k >= 0 && k < len(tail) {
+			end = k + len(endOfData) - len(tail)
+		}
+		for k := 0; k < len(tail); k++ {
+			if bytes.HasPrefix(j[k:], lineDot) && k+len(lineDot) > len(tail) && (end < 0 || k+len(lineDot)-len(tail) <= end) {
+				stuffed++
+			}
+		}
+		if end < 0 {
+			if k := bytes.Index(buf, endOfData); k >= 0 {
+				end = k + len(endOfData)
+			}
+		}
+		scan := buf
+		if end >= 0 {
+			scan = buf[:end]
+		}
+		stuffed += int64(bytes.Count(scan, lineDot))
+		wire += int64(len(scan))
+		if end >= 0 {
+			ss.r.Discard(end)
+			// The final dot was counted as stuffing, and the dot line
+			// is not part of the body.
+			size := wire - (stuffed - 1) - 3
+			ss.s.bytes.Add(size)
+			return n, nil
+		}
+		j = append(j[:0], tail...)
+		j = append(j, buf[max(0, len(buf)-4):]...)
+		tail = append(tail[:0], j[max(0, len(j)-4):]...)
+		ss.r.Discard(len(buf))
+	}
 }

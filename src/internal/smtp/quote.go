@@ -1,6 +1,9 @@
 package smtp
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // atom holds the bytes a local part may have without quoting: RFC 5322
 // atext plus '.', the set of stock qmail's quote.c.
@@ -31,12 +34,29 @@ var atom = func() (t [128]bool) {
 // A CR or LF stays a CR or LF after its backslash, as in stock: the caller
 // must refuse such an address rather than put it in a command line.
 func QuoteAddress(addr string) string {
+	return quoteAddress(addr, needsQuote)
+}
+
+// QuoteAddressUTF8 is QuoteAddress for a transaction with the SMTPUTF8
+// parameter (RFC 6531 3.3: atext and qtextSMTP take UTF8-non-ascii): a
+// non-ASCII character of a valid UTF-8 local part no longer needs quotes,
+// so "jörg@example.test" goes as it is. Everything else needs them as in
+// QuoteAddress: an ASCII byte outside the atom set (a space, '"', '\'...),
+// an empty local part, a leading or trailing '.', "..", and bytes that are
+// not valid UTF-8 (which SMTPUTF8 does not allow unquoted). Inside the
+// quotes UTF-8 stays as it is. The caller uses this only when the server
+// offers SMTPUTF8 and the address is valid UTF-8.
+func QuoteAddressUTF8(addr string) string {
+	return quoteAddress(addr, needsQuoteUTF8)
+}
+
+func quoteAddress(addr string, needs func(string) bool) string {
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return addr
 	}
 	local := addr[:at]
-	if !needsQuote(local) {
+	if !needs(local) {
 		return addr
 	}
 	var b strings.Builder
@@ -64,6 +84,28 @@ func needsQuote(local string) bool {
 		if c := local[i]; c >= 128 || !atom[c] {
 			return true
 		}
+	}
+	return local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..")
+}
+
+func needsQuoteUTF8(local string) bool {
+	if local == "" {
+		return true
+	}
+	for i := 0; i < len(local); {
+		c := local[i]
+		if c < 128 {
+			if !atom[c] {
+				return true
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(local[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return true // not UTF-8
+		}
+		i += n
 	}
 	return local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..")
 }

@@ -66,6 +66,23 @@ type Script struct {
 	// EhloAfterTLS is the EHLO reply after STARTTLS; default: Ehlo (or its
 	// default), without the STARTTLS line.
 	EhloAfterTLS string
+	// Latency delays the server's read after each reply it writes, as
+	// if every client round trip took that much longer (esmtp.go).
+	Latency time.Duration
+
+	// AUTH and SMTPS (auth.go): the SASL mechanisms offered ("PLAIN
+	// LOGIN"; "" none), under TLS only unless AuthCleartext (before TLS
+	// too) or AuthOnlyCleartext (before TLS only); the credentials that
+	// succeed; a fixed reply instead of checking them. SMTPS: the TLS
+	// handshake (with TLS) comes right after accept, then the greeting;
+	// without TLS, the session counts as under TLS from the start.
+	Auth              string
+	AuthCleartext     bool
+	AuthOnlyCleartext bool
+	AuthUser          string
+	AuthPassword      string
+	AuthReply         string
+	SMTPS             bool
 }
 
 // Message is one received mail transaction.
@@ -94,6 +111,11 @@ type Message struct {
 	// transaction's end, in order, STARTTLS and what came before it
 	// included (body lines excluded).
 	Commands []string
+	// AuthMech and AuthUser: the connection's successful AUTH (auth.go).
+	AuthMech, AuthUser string
+	// PasswordInCleartext: Script.AuthPassword came before TLS on this
+	// connection, as is or base64-encoded.
+	PasswordInCleartext bool
 }
 
 // Server is a running test server.
@@ -107,8 +129,13 @@ type Server struct {
 	msgs   []Message
 	lines  []string // every command line received, in order, over all sessions
 	conns  int
+	stats  []*connStats // per connection (esmtp.go)
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	// AUTH (auth.go)
+	authAttempts []AuthAttempt
+	pwClear      bool
 }
 
 // Start listens on addr ("127.0.0.1:0", "[::1]:0") and serves until the test
@@ -204,6 +231,9 @@ type conn struct {
 	r   *bufio.Reader
 	w   *bufio.Writer
 	tls *tls.ConnectionState // after a handshake
+	st  *connStats           // turnarounds and line arrival (esmtp.go)
+
+	auth connAuth // auth.go
 }
 
 // handshakeTimeout bounds a TLS handshake: a client that never starts one
@@ -229,7 +259,9 @@ func (s *Server) answer(c *conn, reply, extra string) bool {
 		c.w.WriteString(l + "\r\n")
 	}
 	c.w.WriteString(extra)
-	return c.w.Flush() == nil
+	ok := c.w.Flush() == nil
+	c.st.replied()
+	return ok
 }
 
 // withSTARTTLS adds a "250-STARTTLS" line after the first line of a 2xx
@@ -252,8 +284,13 @@ func withSTARTTLS(reply string) string {
 }
 
 func (s *Server) session(raw net.Conn) {
-	c := &conn{raw: raw, c: raw, r: bufio.NewReaderSize(raw, 64*1024), w: bufio.NewWriter(raw)}
 	sc := s.script
+	st := s.newStats()
+	defer st.end()
+	c := &conn{raw: raw, c: raw, r: bufio.NewReaderSize(&countingReader{raw, st, sc.Latency}, 64*1024), w: bufio.NewWriter(raw), st: st}
+	if sc.SMTPS && !s.smtpsStart(c) {
+		return
+	}
 	if !sc.NoGreeting && !s.answer(c, or(sc.Greeting, "220 smtptest ESMTP"), "") {
 		return
 	}
@@ -267,6 +304,8 @@ func (s *Server) session(raw net.Conn) {
 			return
 		}
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		c.st.line(line)
+		s.checkCleartext(c, line, startTLS)
 		s.mu.Lock()
 		s.lines = append(s.lines, line)
 		s.mu.Unlock()
@@ -282,9 +321,10 @@ func (s *Server) session(raw net.Conn) {
 			switch {
 			case startTLS:
 				reply = or(sc.EhloAfterTLS, reply)
-			case sc.TLS != nil:
+			case sc.TLS != nil && c.tls == nil:
 				reply = withSTARTTLS(reply)
 			}
+			reply = s.withAuth(c, reply, startTLS)
 			cur = &Message{Helo: line}
 		case "HELO":
 			reply = or(sc.Helo, "250 smtptest")
@@ -329,10 +369,18 @@ func (s *Server) session(raw net.Conn) {
 			}
 			st := tc.ConnectionState()
 			c.c, c.tls = tc, &st
-			c.r, c.w = bufio.NewReaderSize(tc, 64*1024), bufio.NewWriter(tc)
+			c.r, c.w = bufio.NewReaderSize(&countingReader{tc, c.st, sc.Latency}, 64*1024), bufio.NewWriter(tc)
+			continue
+		case "AUTH":
+			if !s.auth(c, line, startTLS) {
+				return
+			}
 			continue
 		case "MAIL":
 			reply = or(sc.Mail, "250 ok")
+			if r := s.authMail(c); r != "" {
+				reply = r
+			}
 			if cur == nil {
 				cur = &Message{}
 			}
@@ -404,6 +452,7 @@ func (s *Server) closing() bool {
 // record keeps a transaction, with what is known of its connection.
 func (s *Server) record(c *conn, m Message, startTLS bool, cmds []string) {
 	m.StartTLS = startTLS
+	c.recordAuth(&m)
 	m.Commands = append([]string(nil), cmds...)
 	if st := c.tls; st != nil {
 		m.TLS = true

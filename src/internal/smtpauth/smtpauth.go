@@ -1,0 +1,362 @@
+// Package smtpauth reads control/smtpauth, the credentials for smarthosts
+// that want SMTP AUTH (RFC 4954). It is a file of its own, apart from
+// control/smtproutes, so that the routes keep their stock syntax and stay
+// world-readable while the passwords are readable by the qmailr user only.
+//
+// Each line is
+//
+//	relay:port:method:user:password
+//
+// relay is spelled as in smtproutes (a host name, or an address literal
+// "[192.0.2.7]", "[2001:db8::7]", "[IPv6:2001:db8::7]"; a bare IPv4
+// address means its literal), port is decimal 1-65535, method is
+// "starttls" (RFC 3207, usually port 587) or "smtps" (implicit TLS, RFC
+// 8314, usually port 465), user holds no ':', and password is the rest of
+// the line, ':' included. Empty lines and lines starting with '#' are
+// skipped; trailing spaces, tabs and CRs are stripped (qmail-control(5)),
+// so a password cannot end in white space.
+//
+// Error texts never quote the file: any part of a line may be a password.
+// They say the line number and what is wrong, nothing more.
+package smtpauth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"qmail-remote-go/src/internal/addrlit"
+)
+
+// File is the file's name as the administrator knows it, relative to the
+// qmail home. Error texts use it.
+const File = "control/smtpauth"
+
+// Methods: how the TLS session that carries the password starts.
+const (
+	StartTLS = "starttls" // cleartext greeting and EHLO, then STARTTLS (RFC 3207)
+	SMTPS    = "smtps"    // TLS from the first byte (RFC 8314 3.3)
+)
+
+// Limits against runaway files.
+const (
+	MaxLine = 1024    // bytes per line, before trailing blanks are stripped
+	MaxText = 1 << 20 // bytes of the whole file
+)
+
+// Entry is the credentials for one relay and port.
+type Entry struct {
+	Method   string // StartTLS or SMTPS
+	User     string
+	Password string
+}
+
+// Table is a parsed file: "relay:port" (relay canonical) to its entry.
+type Table struct {
+	entries map[string]Entry
+}
+
+// Len returns the number of distinct relay and port pairs.
+func (t *Table) Len() int { return len(t.entries) }
+
+// Lookup finds the entry for relay (as in smtproutes, any case) and port.
+func (t *Table) Lookup(relay string, port int) (Entry, bool) {
+	r, ok := CanonicalRelay(relay)
+	if !ok {
+		return Entry{}, false
+	}
+	e, found := t.entries[key(r, port)]
+	return e, found
+}
+
+func key(relay string, port int) string { return relay + ":" + strconv.Itoa(port) }
+
+// SyntaxError is a problem in the text. Line is 1-based; 0 means the file
+// as a whole. Reason never holds text from the file.
+type SyntaxError struct {
+	Line   int
+	Reason string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line == 0 {
+		return File + ": " + e.Reason
+	}
+	return fmt.Sprintf("%s line %d: %s", File, e.Line, e.Reason)
+}
+
+// FileError is a file that exists but must not or cannot be used.
+type FileError struct {
+	Reason string
+	Err    error // the system error, if any
+}
+
+func (e *FileError) Error() string { return File + " " + e.Reason }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// The reasons of SyntaxError. They are fixed texts on purpose: nothing of
+// a line can leak through them (the fuzz test checks it).
+const (
+	reasonTooLarge    = "is larger than 1048576 bytes"
+	reasonLongLine    = "line longer than 1024 bytes"
+	reasonControl     = "control character in the line"
+	reasonFields      = "fewer than 5 fields (relay:port:method:user:password)"
+	reasonLiteral     = "bad address literal in the relay"
+	reasonAfterLit    = "no ':' right after the relay's address literal"
+	reasonRelay       = "bad relay: not a host name, an IPv4 address or an address literal"
+	reasonRelayIPv6   = "an IPv6 relay must be written in brackets"
+	reasonEmptyRelay  = "empty relay (credentials need a relay, as in smtproutes)"
+	reasonPort        = "bad port: not a number from 1 to 65535"
+	reasonMethod      = "bad method: not starttls or smtps"
+	reasonEmptyUser   = "empty user"
+	reasonEmptyPasswd = "empty password"
+)
+
+// Reasons lists every Reason a SyntaxError can have (for tests).
+var Reasons = []string{reasonTooLarge, reasonLongLine, reasonControl, reasonFields, reasonLiteral,
+	reasonAfterLit, reasonRelay, reasonRelayIPv6, reasonEmptyRelay, reasonPort, reasonMethod,
+	reasonEmptyUser, reasonEmptyPasswd}
+
+// Parse reads the text of control/smtpauth. When a relay and port come
+// twice the last line wins, as in smtproutes.
+func Parse(text []byte) (*Table, error) {
+	if len(text) > MaxText {
+		return nil, &SyntaxError{0, reasonTooLarge}
+	}
+	t := &Table{entries: make(map[string]Entry)}
+	for n := 1; len(text) > 0; n++ {
+		var line []byte
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			line, text = text, nil
+		}
+		if len(line) > MaxLine {
+			return nil, &SyntaxError{n, reasonLongLine}
+		}
+		line = bytes.TrimRight(line, " \t\r")
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		k, e, reason := parseLine(string(line))
+		if reason != "" {
+			return nil, &SyntaxError{n, reason}
+		}
+		t.entries[k] = e
+	}
+	return t, nil
+}
+
+// parseLine parses one non-empty, non-comment line. The relay's literal is
+// parsed before ':' is looked for, since IPv6 literals hold ':'.
+//
+//	line     = relay ":" port ":" method ":" user ":" password
+//	relay    = name | ipv4 | "[" addr "]"
+//	password = the rest of the line (':' allowed)
+func parseLine(line string) (k string, e Entry, reason string) {
+	for i := 0; i < len(line); i++ {
+		// A NUL would cut an AUTH PLAIN response short, a CR or LF
+		// would end its command line: no credentials hold them.
+		if c := line[i]; c < 0x20 || c == 0x7f {
+			return "", e, reasonControl
+		}
+	}
+	var relay, rest string
+	if strings.HasPrefix(line, "[") {
+		end := strings.IndexByte(line, ']')
+		if end < 0 {
+			return "", e, reasonLiteral
+		}
+		a, ok := addrlit.Parse(line[:end+1])
+		if !ok {
+			return "", e, reasonLiteral
+		}
+		relay, rest = addrlit.Canonical(a), line[end+1:]
+		if !strings.HasPrefix(rest, ":") {
+			return "", e, reasonAfterLit
+		}
+		rest = rest[1:]
+	} else {
+		i := strings.IndexByte(line, ':')
+		if i < 0 {
+			return "", e, reasonFields
+		}
+		if i == 0 {
+			return "", e, reasonEmptyRelay
+		}
+		var ok bool
+		if relay, ok = relayName(line[:i]); !ok {
+			if looksIPv6(line[:i]) {
+				return "", e, reasonRelayIPv6
+			}
+			return "", e, reasonRelay
+		}
+		rest = line[i+1:]
+	}
+	f := strings.SplitN(rest, ":", 4)
+	if len(f) < 4 {
+		return "", e, reasonFields
+	}
+	port, ok := parsePort(f[0])
+	if !ok {
+		return "", e, reasonPort
+	}
+	switch strings.ToLower(f[1]) {
+	case StartTLS:
+		e.Method = StartTLS
+	case SMTPS:
+		e.Method = SMTPS
+	default:
+		return "", e, reasonMethod
+	}
+	if e.User = f[2]; e.User == "" {
+		return "", e, reasonEmptyUser
+	}
+	if e.Password = f[3]; e.Password == "" {
+		return "", e, reasonEmptyPasswd
+	}
+	return key(relay, port), e, ""
+}
+
+// looksIPv6 says whether the first field of a line that is no relay
+// name looks like the start of an unbracketed IPv6 address ("2001" of
+// "2001:db8::7:587:..."), to give the admin the useful hint.
+func looksIPv6(first string) bool {
+	if len(first) > 4 {
+		return false
+	}
+	for i := 0; i < len(first); i++ {
+		c := first[i] | 0x20
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// CanonicalRelay returns the spelling relays are matched by: host names
+// lower case without a trailing dot, bare IPv4 addresses and literals as
+// "[" + canonical address + "]" (the smtproutes rules). ok is false for
+// anything else.
+func CanonicalRelay(s string) (string, bool) {
+	if strings.HasPrefix(s, "[") {
+		a, ok := addrlit.Parse(s)
+		if !ok {
+			return "", false
+		}
+		return addrlit.Canonical(a), true
+	}
+	return relayName(s)
+}
+
+// relayName checks a host name or bare IPv4 address (the characters
+// smtproutes accepts).
+func relayName(s string) (string, bool) {
+	if s == "" {
+		return "", false
+	}
+	b := []byte(s)
+	allDigits := true
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+			allDigits = false
+		case c >= '0' && c <= '9', c == '.':
+		case c >= 'a' && c <= 'z', c == '-', c == '_':
+			allDigits = false
+		default:
+			return "", false
+		}
+	}
+	s = string(b)
+	if allDigits {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return "", false
+		}
+		return addrlit.Canonical(a), true
+	}
+	name := strings.TrimSuffix(s, ".")
+	if len(name) > 253 {
+		return "", false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+// parsePort accepts decimal 1 to 65535 (leading zeros allowed, no sign).
+func parsePort(s string) (int, bool) {
+	if s == "" || len(s) > 5 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	p, _ := strconv.Atoi(s)
+	return p, p >= 1 && p <= 65535
+}
+
+// Lookup reads QMAILHOME/control/smtpauth and finds the credentials for
+// relay and port. A missing file means no credentials at all. The error is
+// a *SyntaxError or a *FileError: either way the mail must wait until the
+// admin fixes the file.
+func Lookup(qmailHome, relay string, port int) (Entry, bool, error) {
+	t, err := Read(qmailHome)
+	if err != nil || t == nil {
+		return Entry{}, false, err
+	}
+	e, found := t.Lookup(relay, port)
+	return e, found, nil
+}
+
+// Read reads and parses the file; nil and no error when it does not exist.
+// A file that everyone may read is refused: its passwords are no secret
+// any more, and using them would hide that.
+func Read(qmailHome string) (*Table, error) {
+	f, err := os.Open(filepath.Join(qmailHome, File))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &FileError{"cannot be opened: " + errText(err), err}
+	}
+	defer f.Close()
+	// Stat the open file, not the path: what we check is what we read.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &FileError{"cannot be examined: " + errText(err), err}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &FileError{"is not a regular file", nil}
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil, &FileError{"is readable by everyone; chmod o-r " + File + " (it holds passwords)", nil}
+	}
+	text, err := io.ReadAll(io.LimitReader(f, MaxText+1))
+	if err != nil {
+		return nil, &FileError{"cannot be read: " + errText(err), err}
+	}
+	return Parse(text)
+}
+
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strconv"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/routes"
+	"qmail-remote-go/src/internal/smtpauth"
+)
+
+// exportAuth looks the route's relay and port up in control/smtpauth
+// (doc/smtpauth.md) and tells the later stages how to reach it: only the
+// method goes into the environment, never the user or the password, which
+// qmail-remote-io reads from the file when it needs them.
+//
+// Credentials for a route make it tlsstrictness 2, whatever the control
+// file says: a password goes only to a server whose certificate verified.
+// Without trust anchors nothing can verify, so the mail waits (Z) rather
+// than going out unauthenticated or in cleartext.
+func exportAuth(home string, r routes.Route) {
+	// Whatever the caller's environment held, only this stage decides.
+	os.Unsetenv(chainenv.Auth)
+	if r.Relay == "" {
+		return
+	}
+	e, found, err := smtpauth.Lookup(home, r.Relay, r.Port)
+	if err != nil {
+		var se *smtpauth.SyntaxError
+		var fe *smtpauth.FileError
+		if !errors.As(err, &se) && !errors.As(err, &fe) {
+			chain.Die(chain.ExitSystem, prog, "%v", err)
+		}
+		outcome("Unable to read control files: " + err.Error() + ". (#4.3.0)\n")
+	}
+	if !found {
+		return
+	}
+	if os.Getenv(chainenv.TrustAnchors) == "" {
+		outcome(smtpauth.File + " has credentials for " + r.Relay + ":" + strconv.Itoa(r.Port) +
+			" but control/trustanchors is not set: a password never goes to an unverified server. (#4.7.0)\n")
+	}
+	os.Setenv(chainenv.Auth, e.Method)
+	os.Setenv(chainenv.TLSStrictness, "2")
+}
+
+// outcome ends the delivery with a Z report: the mail waits in the queue.
+func outcome(text string) {
+	if err := report.Write(os.Stdout, report.Temporary, text); err != nil {
+		chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
+	}
+	os.Exit(0)
+}

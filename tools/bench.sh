@@ -1,0 +1,244 @@
+#!/bin/sh
+#
+# tools/bench.sh: whole deliveries through the INSTALLED chain (a DESTDIR
+# installation made by this script) against tools/smtp-sink -discard on
+# loopback, each compared with tools/smtp-copy, the least a client can do,
+# measured in the same run against the same sink. Output: "name: value
+# unit" lines. doc/bench.md says what every figure means.
+#
+# Environment: N (small deliveries per timing, default 20), BIG_MB (size
+# of the big message, default 200), COPIES (concurrent deliveries, default
+# 200), SECTIONS (default "startup throughput memory concurrency init
+# sizes": any subset, in that order).
+
+set -eu
+
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+N=${N:-20}
+BIG_MB=${BIG_MB:-200}
+COPIES=${COPIES:-200}
+SECTIONS=${SECTIONS:-startup throughput memory concurrency init sizes}
+LC_ALL=C
+export LC_ALL
+fail () { echo "bench: FAILED: $*" 1>&2 ; exit 1 ; }
+for v in "$N" "$BIG_MB" "$COPIES" ; do
+  case "$v" in ''|*[!0-9]*|0) fail "N, BIG_MB and COPIES are positive numbers" ;; esac
+done
+want () { case " $SECTIONS " in *" $1 "*) return 0 ;; esac ; return 1 ; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmail-remote-bench.XXXXXX")
+sinkpids=
+cleanup () {
+  for p in $sinkpids ; do
+    kill "$p" 2>/dev/null || :
+    wait "$p" 2>/dev/null || :
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+$MAKE -s --no-print-directory print-config > "$tmp/config" || fail "make print-config"
+cfg () { sed -n "s/^$1=//p" "$tmp/config" ; }
+BINDIR=$(cfg BINDIR)
+LIBEXECDIR=$(cfg LIBEXECDIR)
+QMAILRUNDIR=$(cfg QMAILRUNDIR)
+GO=$(cfg GO)
+
+$MAKE -s --no-print-directory all > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make all" ; }
+$MAKE -s --no-print-directory install DESTDIR="$tmp/dest" > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make install" ; }
+dest=$tmp/dest
+bin=$dest$BINDIR
+libexec=$dest$LIBEXECDIR
+CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/" ./tools/smtp-sink ./tools/runstat ./tools/mkcert ./tools/smtp-copy || fail "building tools"
+runstat=$tmp/runstat
+copy=$tmp/smtp-copy
+true=$(command -v true)
+cat=$(command -v cat)
+
+# start_sink NAME [options]: a discarding sink; sets $addr, $port, $sinkpid.
+start_sink () {
+  name=$1 ; shift
+  "$tmp/smtp-sink" -l 127.0.0.1:0 -discard -turns "$@" > "$tmp/$name.addr" 2> "$tmp/$name.log" &
+  sinkpid=$!
+  sinkpids="$sinkpids $sinkpid"
+  i=0
+  while ! test -s "$tmp/$name.addr" ; do
+    i=$((i + 1))
+    test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/$name.log")"
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  addr=$(sed -n 1p "$tmp/$name.addr")
+  port=${addr##*:}
+}
+
+mkdir "$tmp/ca"
+"$tmp/mkcert" -o "$tmp/ca" -ip 127.0.0.1 || fail "tools/mkcert"
+start_sink sink-tls -tls-cert "$tmp/ca/server.pem" -tls-key "$tmp/ca/server.key"
+tlsaddr=$addr tlsport=$port tlssink=$sinkpid
+start_sink sink
+sink=$sinkpid
+
+# Two qmail homes: cleartext, and verified STARTTLS (tlsstrictness 2).
+home=$tmp/qmail
+home_tls=$tmp/qmail-tls
+for h in "$home" "$home_tls" ; do
+  mkdir -p "$h/control" "$h/queue/lock"
+  echo bench.example.test > "$h/control/me"
+done
+echo "example.test:[127.0.0.1]:$port" > "$home/control/smtproutes"
+echo "example.test:[127.0.0.1]:$tlsport" > "$home_tls/control/smtproutes"
+echo "$tmp/ca/ca.pem" > "$home_tls/control/trustanchors"
+echo 2 > "$home_tls/control/tlsstrictness"
+
+# The messages, as qmail has them (LF line ends), and their wire form
+# (CRLF, no line starts with a dot, the final dot line) for smtp-copy.
+awk 'BEGIN { printf "From: a@bench.example.test\nTo: b@example.test\nSubject: bench\n\n"
+  for (i = 0; i < 12; i++) printf "%075d\n", i }' > "$tmp/small"
+wire () { awk '{ printf "%s\r\n", $0 } END { printf ".\r\n" }' "$1" > "$1.wire" ; }
+wire "$tmp/small"
+smallbytes=$(wc -c < "$tmp/small" | tr -d ' ')
+
+# A spy libexec: each stage records its environment, then execs the real one.
+mkdir "$tmp/spy" "$tmp/spy-tls" "$tmp/env" "$tmp/env-tls" "$tmp/stub"
+for p in $(cfg LIBEXEC_TARGETS) ; do
+  printf '#!/bin/sh\nexec "%s" -dump "%s" "%s" "$@"\n' "$runstat" "$tmp/env/$p" "$libexec/$p" > "$tmp/spy/$p"
+  printf '#!/bin/sh\nexec "%s" -dump "%s" "%s" "$@"\n' "$runstat" "$tmp/env-tls/$p" "$libexec/$p" > "$tmp/spy-tls/$p"
+  chmod 0755 "$tmp/spy/$p" "$tmp/spy-tls/$p"
+  ln -s "$true" "$tmp/stub/$p"
+done
+
+run () { # run LIBEXECDIR runstat-options...
+  lx=$1 ; shift
+  env QMAILREMOTE_QMAILHOME="${qhome:-$home}" QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" QMAILREMOTE_LIBEXECDIR="$lx" \
+    "$runstat" -i "${msg:-$tmp/small}" "$@" "$bin/qmail-remote" example.test a@bench.example.test b@example.test
+}
+# get NAME FILE: the value of "NAME: value unit" in FILE.
+get () { sed -n "s/^$1: \([0-9.]*\).*/\1/p" "$2" ; }
+# ratio NAME A B UNIT: prints NAME: A/B.
+ratio () { awk -v a="$2" -v b="$3" -v n="$1" -v u="$4" 'BEGIN { printf "%s: %.2f %s\n", n, a / b, u }' ; }
+diffms () { awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN { printf "%s: %.2f ms\n", n, a - b }' ; }
+# turns SINKLOG: round trips of the last session in a sink's log.
+turns () { sed -n 's/^smtp-sink: session turns=\([0-9]*\).*/\1/p' "$1" | tail -1 ; }
+
+# One delivery through the spies each (also compiles smtproutes.cdb and
+# warms the caches); the sink logs its round trips.
+run "$tmp/spy" -expect K -name capture > /dev/null || fail "delivery through the spy stages"
+echo "roundtrips_cleartext: $(turns "$tmp/sink.log") round trips"
+qhome=$home_tls run "$tmp/spy-tls" -expect K -name capture > /dev/null || fail "delivery through the spy stages under STARTTLS"
+echo "roundtrips_tls: $(turns "$tmp/sink-tls.log") round trips"
+"$copy" -a "$addr" "$tmp/small.wire" || fail "smtp-copy"
+echo "roundtrips_client_cleartext: $(turns "$tmp/sink.log") round trips"
+"$copy" -a "$tlsaddr" -tls -ca "$tmp/ca/ca.pem" "$tmp/small.wire" || fail "smtp-copy -tls"
+echo "roundtrips_client_tls: $(turns "$tmp/sink-tls.log") round trips"
+wirebytes=$(tr '\0' '\n' < "$tmp/env/qmail-remote-routes" | sed -n 's/^QMAILREMOTE_MSGBYTES=//p')
+test "$wirebytes" = "$(wc -c < "$tmp/small.wire" | tr -d ' ')" || fail "the wire form ($(wc -c < "$tmp/small.wire") bytes) is not what the chain sends ($wirebytes bytes)"
+
+# --- Start-up: one small delivery, the chain vs one warm in-process client.
+if want startup ; then
+  echo "message_small: $smallbytes bytes"
+  run "$libexec" -n "$N" -expect K -name delivery > "$tmp/s1" || fail "timed deliveries"
+  "$copy" -a "$addr" -n "$N" -name client "$tmp/small.wire" > "$tmp/s2" || fail "smtp-copy -n"
+  qhome=$home_tls run "$libexec" -n "$N" -expect K -name delivery_tls > "$tmp/s3" || fail "timed deliveries under STARTTLS"
+  "$copy" -a "$tlsaddr" -tls -ca "$tmp/ca/ca.pem" -n "$N" -name client_tls "$tmp/small.wire" > "$tmp/s4" || fail "smtp-copy -tls -n"
+  grep -v '_runs:' "$tmp/s1" "$tmp/s2" "$tmp/s3" "$tmp/s4" | sed 's/^[^:]*://'
+  diffms startup_overhead "$(get delivery_ms_median "$tmp/s1")" "$(get client_ms_median "$tmp/s2")"
+  ratio startup_ratio "$(get delivery_ms_median "$tmp/s1")" "$(get client_ms_median "$tmp/s2")" "chain/client"
+  diffms startup_overhead_tls "$(get delivery_tls_ms_median "$tmp/s3")" "$(get client_tls_ms_median "$tmp/s4")"
+  ratio startup_ratio_tls "$(get delivery_tls_ms_median "$tmp/s3")" "$(get client_tls_ms_median "$tmp/s4")" "chain/client"
+fi
+
+# --- Throughput: the big message, the chain vs smtp-copy of its wire
+# form, alternating, 3 runs each, medians.
+if want throughput || want memory ; then
+  lines=$((BIG_MB * 1048576 / 77))
+  awk -v n="$lines" 'BEGIN { printf "From: a@bench.example.test\nTo: b@example.test\nSubject: big\n\n"
+    l = sprintf("%076d", 0); for (i = 0; i < n; i++) print l }' > "$tmp/big"
+  bigbytes=$(wc -c < "$tmp/big" | tr -d ' ')
+  echo "message_big: $bigbytes bytes"
+fi
+if want throughput ; then
+  wire "$tmp/big"
+  : > "$tmp/t"
+  for i in 1 2 3 ; do
+    msg=$tmp/big run "$libexec" -expect K -name chain >> "$tmp/t" || fail "big delivery"
+    "$runstat" -name copy "$copy" -a "$addr" "$tmp/big.wire" >> "$tmp/t" || fail "big smtp-copy"
+    msg=$tmp/big qhome=$home_tls run "$libexec" -expect K -name chain_tls >> "$tmp/t" || fail "big delivery under STARTTLS"
+    "$runstat" -name copy_tls "$copy" -a "$tlsaddr" -tls -ca "$tmp/ca/ca.pem" "$tmp/big.wire" >> "$tmp/t" || fail "big smtp-copy -tls"
+  done
+  for w in chain copy chain_tls copy_tls ; do
+    m=$(sed -n "s/^${w}_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 2p)
+    c=$(sed -n "s/^${w}_cpu_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 2p)
+    eval "ms_$w=\$m"
+    awk -v b="$bigbytes" -v ms="$m" -v w="$w" 'BEGIN { printf "throughput_%s: %.1f MB/s\n", w, b / 1048576 / (ms / 1000) }'
+    echo "cpu_ms_$w: $c ms"
+  done
+  ratio throughput_ratio "$ms_copy" "$ms_chain" "chain/copy"
+  ratio throughput_ratio_tls "$ms_copy_tls" "$ms_chain_tls" "chain/copy"
+  rm -f "$tmp/big.wire"
+fi
+
+# --- Memory: each program alone (see doc/bench.md), 1 KB and big message.
+if want memory ; then
+  for size in small big ; do
+    m=$tmp/$size
+    msg=$m run "$tmp/stub" -n 1 -name "rss_${size}_qmail-remote" | grep _maxrss:
+    for p in qmail-remote-routes qmail-remote-resolve qmail-remote-connect ; do
+      "$runstat" -i "$m" -e "$tmp/env/$p" -name "rss_${size}_$p" "$libexec/$p" "$true" | grep _maxrss:
+    done
+    "$runstat" -i "$m" -e "$tmp/env/qmail-remote-io" -fd67 "$addr" -expect K -name "rss_${size}_qmail-remote-io" "$libexec/qmail-remote-io" | grep _maxrss:
+    # tls-io spawns its application: ru_maxrss would include it, so
+    # its own peak is sampled (VmHWM). The application is the real
+    # qmail-remote-io, sending the message through it.
+    "$runstat" -hwm -i "$m" -e "$tmp/env-tls/qmail-remote-tlsio" -fd67 "$tlsaddr" -starttls -expect K -name "tls_${size}" \
+      "$libexec/qmail-remote-tlsio" "$libexec/qmail-remote-io" > "$tmp/m" || fail "qmail-remote-tlsio alone"
+    echo "rss_${size}_qmail-remote-tlsio: $(get "tls_${size}_hwm" "$tmp/m") kB"
+  done > "$tmp/mem"
+  cat "$tmp/mem"
+  # The table's verdict: every program at most 10 MB, and within 1 MB
+  # between the two sizes.
+  awk '{ n = $1; sub(/^rss_/, "", n); sub(/:$/, "", n); s = n; sub(/_.*/, "", s); p = n; sub(/^[a-z]*_/, "", p)
+         v[s, p] = $2; progs[p] = 1 }
+    END { worst = 0; spread = 0
+      for (p in progs) { worst = (v["small", p] > worst) ? v["small", p] : worst; worst = (v["big", p] > worst) ? v["big", p] : worst
+        d = v["big", p] - v["small", p]; if (d < 0) d = -d; if (d > spread) spread = d }
+      printf "rss_max: %d kB\nrss_max_growth: %d kB\n", worst, spread }' "$tmp/mem"
+  rm -f "$tmp/big"
+fi
+
+# --- Concurrency: COPIES deliveries at once to one sink.
+if want concurrency ; then
+  fds () { ls "/proc/$1/fd" | wc -l | tr -d ' ' ; }
+  before=$(fds "$sink")
+  run "$libexec" -c "$COPIES" -expect K -name concurrent | grep -v _copies: || fail "concurrent deliveries"
+  sleep 0.5
+  echo "sink_fds_before: $before fds"
+  echo "sink_fds_after: $(fds "$sink") fds"
+  test "$(fds "$sink")" -le "$((before + 1))" || fail "the sink still holds connections: something leaked a descriptor"
+fi
+
+# --- Init: GODEBUG=inittrace=1, each program alone, clock of all inits.
+if want init ; then
+  it () { # it NAME: sums the inittrace lines of $tmp/it
+    awk -v n="$1" '/^init / { t += $5; if ($5 > top) { top = $5; pk = $2 } }
+      END { printf "init_%s: %.3f ms (largest: %s %.3f ms)\n", n, t, pk, top }' "$tmp/it"
+  }
+  # Package inits run before main, so a run that stops at once (no
+  # arguments, empty environment) shows them all.
+  for p in $(cfg BIN_TARGETS) $(cfg LIBEXEC_TARGETS) ; do
+    d=$libexec
+    case " $(cfg BIN_TARGETS) " in *" $p "*) d=$bin ;; esac
+    env -i GODEBUG=inittrace=1 "$d/$p" < /dev/null > /dev/null 2> "$tmp/it" || :
+    it "$p"
+  done
+fi
+
+if want sizes ; then
+  for p in $(cfg BIN_TARGETS) ; do
+    echo "size_$p: $(wc -c < "$bin/$p" | tr -d ' ') bytes"
+  done
+  for p in $(cfg LIBEXEC_TARGETS) ; do
+    echo "size_$p: $(wc -c < "$libexec/$p" | tr -d ' ') bytes"
+  done
+fi
