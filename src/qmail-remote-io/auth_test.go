@@ -195,6 +195,16 @@ func TestAuth(t *testing.T) {
 					t.Errorf("server got %+v", m)
 				}
 			}
+			// RFC 4954 4: an AUTH line past 512 bytes goes without its
+			// initial response, which follows the 334.
+			if strings.Contains(tc.name, "no initial response") && !has(lines, "AUTH PLAIN") || has(lines, "AUTH PLAIN ") && len(tc.script.AuthPassword) > 100 {
+				t.Errorf("long credentials: %q", lines)
+			}
+			for _, l := range lines {
+				if len(l)+2 > 512 {
+					t.Errorf("a command line of %d bytes", len(l)+2)
+				}
+			}
 			// The EHLO before STARTTLS and the one after it: never AUTH
 			// before the 220.
 			for i, l := range lines {
