@@ -212,6 +212,11 @@ func TestConcurrentProcessesCompileOnce(t *testing.T) {
 		t.Skipf("no inotify: %v", err)
 	}
 
+	// Wait out the window in which a fresh compile is not trusted (the
+	// text changed less than 2 s before it): inside it, a slow run could
+	// legitimately compile twice.
+	time.Sleep(2100 * time.Millisecond)
+
 	const n = 12
 	var wg sync.WaitGroup
 	results := make([]result, n)
