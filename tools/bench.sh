@@ -150,7 +150,8 @@ if want startup ; then
 fi
 
 # --- Throughput: the big message, the chain vs smtp-copy of its wire
-# form, alternating, 3 runs each, medians.
+# form, alternating, RUNS runs each (default 5). The figure is the fastest
+# run of each: on a shared machine the fastest is the least disturbed.
 if want throughput || want memory ; then
   lines=$((BIG_MB * 1048576 / 77))
   awk -v n="$lines" 'BEGIN { printf "From: a@bench.example.test\nTo: b@example.test\nSubject: big\n\n"
@@ -161,15 +162,17 @@ fi
 if want throughput ; then
   wire "$tmp/big"
   : > "$tmp/t"
-  for i in 1 2 3 ; do
+  i=0
+  while test $i -lt "${RUNS:-5}" ; do
+    i=$((i + 1))
     msg=$tmp/big run "$libexec" -expect K -name chain >> "$tmp/t" || fail "big delivery"
     "$runstat" -name copy "$copy" -a "$addr" "$tmp/big.wire" >> "$tmp/t" || fail "big smtp-copy"
     msg=$tmp/big qhome=$home_tls run "$libexec" -expect K -name chain_tls >> "$tmp/t" || fail "big delivery under STARTTLS"
     "$runstat" -name copy_tls "$copy" -a "$tlsaddr" -tls -ca "$tmp/ca/ca.pem" "$tmp/big.wire" >> "$tmp/t" || fail "big smtp-copy -tls"
   done
   for w in chain copy chain_tls copy_tls ; do
-    m=$(sed -n "s/^${w}_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 2p)
-    c=$(sed -n "s/^${w}_cpu_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 2p)
+    m=$(sed -n "s/^${w}_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 1p)
+    c=$(sed -n "s/^${w}_cpu_ms_median: \([0-9.]*\) ms/\1/p" "$tmp/t" | sort -n | sed -n 1p)
     eval "ms_$w=\$m"
     awk -v b="$bigbytes" -v ms="$m" -v w="$w" 'BEGIN { printf "throughput_%s: %.1f MB/s\n", w, b / 1048576 / (ms / 1000) }'
     echo "cpu_ms_$w: $c ms"
@@ -194,7 +197,7 @@ if want memory ; then
     "$runstat" -hwm -i "$m" -e "$tmp/env-tls/qmail-remote-tlsio" -fd67 "$tlsaddr" -starttls -expect K -name "tls_${size}" \
       "$libexec/qmail-remote-tlsio" "$libexec/qmail-remote-io" > "$tmp/m" || fail "qmail-remote-tlsio alone"
     echo "rss_${size}_qmail-remote-tlsio: $(get "tls_${size}_hwm" "$tmp/m") kB"
-  done > "$tmp/mem"
+  done | sed 's/_maxrss:/:/' > "$tmp/mem"
   cat "$tmp/mem"
   # The table's verdict: every program at most 10 MB, and within 1 MB
   # between the two sizes.

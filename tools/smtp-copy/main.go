@@ -3,7 +3,8 @@
 // ratio to it, measured in the same run against the same sink.
 //
 // It speaks the minimal SMTP exchange in one process: greeting, EHLO,
-// (STARTTLS, handshake, EHLO again with -tls), MAIL, RCPT, DATA, the body,
+// (STARTTLS, handshake, EHLO again with -tls), MAIL, RCPT, DATA (in one
+// write when the server offers PIPELINING, as qmail-remote-io), the body,
 // the reply to the final dot, and QUIT without waiting for its reply, as
 // qmail-remote-io does. The body is FILE copied as it is with io.Copy: FILE
 // must already be in wire form (CRLF line ends, dot-stuffed, ending in
@@ -105,13 +106,18 @@ func (c *client) deliver() error {
 	raw.SetDeadline(time.Now().Add(c.timeout))
 	var conn net.Conn = raw
 	br := bufio.NewReader(conn)
+	pipelining := false
 	say := func(cmd string, want int) error {
 		if cmd != "" {
 			if _, err := io.WriteString(conn, cmd+"\r\n"); err != nil {
 				return err
 			}
 		}
-		return expect(br, want, cmd)
+		ext, err := expect(br, want, cmd)
+		if strings.HasPrefix(cmd, "EHLO") {
+			pipelining = strings.Contains(ext, "\nPIPELINING\n")
+		}
+		return err
 	}
 	if err := say("", 220); err != nil {
 		return err
@@ -132,39 +138,59 @@ func (c *client) deliver() error {
 			return err
 		}
 	}
-	for _, step := range []struct {
+	steps := []struct {
 		cmd  string
 		want int
-	}{{"MAIL FROM:<a@copy.example.test>", 250}, {"RCPT TO:<b@example.test>", 250}, {"DATA", 354}} {
-		if err := say(step.cmd, step.want); err != nil {
+	}{{"MAIL FROM:<a@copy.example.test>", 250}, {"RCPT TO:<b@example.test>", 250}, {"DATA", 354}}
+	if pipelining {
+		// RFC 2920: the three commands in one write, then the replies.
+		var batch string
+		for _, st := range steps {
+			batch += st.cmd + "\r\n"
+		}
+		if _, err := io.WriteString(conn, batch); err != nil {
 			return err
+		}
+		for _, st := range steps {
+			if _, err := expect(br, st.want, st.cmd); err != nil {
+				return err
+			}
+		}
+	} else {
+		for _, st := range steps {
+			if err := say(st.cmd, st.want); err != nil {
+				return err
+			}
 		}
 	}
 	if _, err := io.Copy(conn, f); err != nil {
 		return err
 	}
-	if err := say("", 250); err != nil {
-		return fmt.Errorf("after the body: %w", err)
+	if _, err := expect(br, 250, "the final dot"); err != nil {
+		return err
 	}
 	_, err = io.WriteString(conn, "QUIT\r\n")
 	return err
 }
 
-// expect reads one (multi-line) reply and checks its code.
-func expect(br *bufio.Reader, want int, after string) error {
+// expect reads one (multi-line) reply and checks its code. It returns the
+// text of the lines, each followed by a newline, upper-cased.
+func expect(br *bufio.Reader, want int, after string) (string, error) {
+	text := "\n"
 	for {
 		l, err := br.ReadString('\n')
 		if err != nil {
-			return fmt.Errorf("reply to %q: %w", after, err)
+			return "", fmt.Errorf("reply to %q: %w", after, err)
 		}
 		if len(l) < 4 {
-			return fmt.Errorf("reply to %q: short line %q", after, l)
+			return "", fmt.Errorf("reply to %q: short line %q", after, l)
 		}
 		if l[:3] != fmt.Sprint(want) {
-			return errors.New("reply to " + after + ": " + strings.TrimSpace(l))
+			return "", errors.New("reply to " + after + ": " + strings.TrimSpace(l))
 		}
+		text += strings.ToUpper(strings.TrimRight(l[4:], "\r\n")) + "\n"
 		if l[3] == ' ' {
-			return nil
+			return text, nil
 		}
 	}
 }
