@@ -63,6 +63,10 @@ type Script struct {
 	// Inject is sent right after the 220 to STARTTLS, in the same write
 	// and in cleartext: a response injected before the handshake.
 	Inject string
+	// Handshake, if set, is done instead of the TLS handshake after a
+	// 220 to STARTTLS (faults.go): Close, Reset, Stall, Freeze, or raw
+	// bytes sent where the ServerHello should be.
+	Handshake string
 	// EhloAfterTLS is the EHLO reply after STARTTLS; default: Ehlo (or its
 	// default), without the STARTTLS line.
 	EhloAfterTLS string
@@ -254,6 +258,9 @@ func (s *Server) answer(c *conn, reply, extra string) bool {
 	case Stall:
 		io.Copy(io.Discard, c.c)
 		return false
+	case Freeze:
+		s.freeze() // faults.go
+		return false
 	}
 	for _, l := range strings.Split(reply, "\n") {
 		c.w.WriteString(l + "\r\n")
@@ -351,6 +358,10 @@ func (s *Server) session(raw net.Conn) {
 			nrcpt = 0
 			if sc.TLS == nil {
 				continue
+			}
+			if sc.Handshake != "" {
+				s.handshakeFault(c, sc.Handshake)
+				return
 			}
 			// Whatever the client sent after STARTTLS and before the
 			// handshake is dropped with the cleartext reader (the
