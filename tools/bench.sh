@@ -177,6 +177,11 @@ if want throughput ; then
     awk -v b="$bigbytes" -v ms="$m" -v w="$w" 'BEGIN { printf "throughput_%s: %.1f MB/s\n", w, b / 1048576 / (ms / 1000) }'
     echo "cpu_ms_$w: $c ms"
   done
+  # The pre-scan alone: qmail-remote with its stages replaced by true(1)
+  # (start-up included, about 2 ms).
+  msg=$tmp/big run "$tmp/stub" -n "${RUNS:-5}" -name prescan > "$tmp/p" || fail "pre-scan"
+  echo "prescan_ms: $(get prescan_ms_median "$tmp/p") ms"
+  echo "prescan_cpu_ms: $(get prescan_cpu_ms_median "$tmp/p") ms"
   ratio throughput_ratio "$ms_copy" "$ms_chain" "chain/copy"
   ratio throughput_ratio_tls "$ms_copy_tls" "$ms_chain_tls" "chain/copy"
   rm -f "$tmp/big.wire"

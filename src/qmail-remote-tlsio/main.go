@@ -44,6 +44,10 @@ const (
 // reach the server (and close_notify after them) before we stop.
 const finishGrace = 2 * time.Second
 
+// socketpairBuf is the send buffer of the application's end of the
+// socketpair (see run).
+const socketpairBuf = 1 << 20
+
 // s6-tlsc-io's input variables: the application must not see them (the
 // key's path is nobody else's business, and a second run of prog must not
 // mistake itself for a TLS stage).
@@ -72,8 +76,9 @@ func main() {
 	}
 	loadControl(&st)
 
-	conn, params := handshake(st, raw)
-	os.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw}, params))
+	batch := tlsio.NewBatchConn(raw)
+	conn, params := handshake(st, batch)
+	os.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}, params))
 }
 
 func readEnv() settings {
@@ -198,6 +203,11 @@ func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.
 	if err != nil {
 		chain.Die(chain.ExitSystem, progName, "unable to create a socketpair: %v", err)
 	}
+	// The application writes the message in blocks of about 64 KiB; room
+	// for several lets it run ahead while we encrypt, instead of the two
+	// taking turns. On a unix socket the writer's send buffer is the
+	// whole queue. The kernel caps it at net.core.wmem_max: best effort.
+	unix.SetsockoptInt(fds[1], unix.SOL_SOCKET, unix.SO_SNDBUF, socketpairBuf)
 	ours := os.NewFile(uintptr(fds[0]), "socketpair")
 	theirs := os.NewFile(uintptr(fds[1]), "socketpair")
 	fc, err := net.FileConn(ours)

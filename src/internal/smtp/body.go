@@ -223,20 +223,68 @@ func run(r io.Reader, emit func([]byte) error) (BodyStats, error) {
 // transforming (see counter), because the pre-scan is on the critical path
 // of every delivery: the whole message is read before the connection opens.
 func ScanBody(r io.Reader) (BodyStats, error) {
-	var c counter
+	var s BodyScanner
 	in := make([]byte, scanBlockSize)
 	for {
 		n, err := r.Read(in)
 		if n > 0 {
-			c.feed(in[:n])
+			s.Write(in[:n])
 		}
 		if err == io.EOF {
-			return c.finish(), nil
+			return s.Stats(), nil
 		}
 		if err != nil {
-			return c.finish(), err
+			return s.Stats(), err
 		}
 	}
+}
+
+// BodyScanner is ScanBody for a caller that gets the message its own way
+// (qmail-remote counts it where the kernel maps it, without reading it
+// into a buffer): write the message to it in blocks of any size, in
+// order, then take Stats. The stats are ScanBody's for the same bytes.
+// The zero value is ready to use.
+type BodyScanner struct{ c counter }
+
+// Write counts b; it never fails.
+func (s *BodyScanner) Write(b []byte) (int, error) {
+	if len(b) > 0 {
+		s.c.feed(b)
+	}
+	return len(b), nil
+}
+
+// Stats returns the stats of everything written so far, as if it were
+// the whole message.
+func (s *BodyScanner) Stats() BodyStats { return s.c.finish() }
+
+// Append makes s count as if t's bytes had been written to s after its
+// own, so that parts of a message can be counted apart (at once) and
+// joined in order. t counted its first byte as the start of a line; only
+// the byte before it, s's last, tells whether that was right and whether
+// the two make a CRLF.
+func (s *BodyScanner) Append(t *BodyScanner) {
+	a, b := &s.c, t.c
+	if b.in == 0 {
+		return
+	}
+	if a.in == 0 {
+		*a = b
+		return
+	}
+	if a.last == '\r' && b.first == '\n' {
+		b.crlf++
+	}
+	if b.first == '.' && a.last != '\n' && a.last != '\r' {
+		b.dots--
+	}
+	a.in += b.in
+	a.lf += b.lf
+	a.cr += b.cr
+	a.crlf += b.crlf
+	a.dots += b.dots
+	a.last = b.last
+	a.has8Bit = a.has8Bit || b.has8Bit
 }
 
 // scanBlockSize: ScanBody keeps no output, so it can afford larger reads.
@@ -258,6 +306,7 @@ const scanBlockSize = 256 * 1024
 // its last byte is neither LF nor CR: that is the transformer's MID state.
 type counter struct {
 	in, lf, cr, crlf, dots int64
+	first                  byte // first byte seen (when in > 0)
 	last                   byte // last byte seen; '\n' before the first
 	has8Bit                bool
 }
@@ -270,6 +319,7 @@ var (
 func (c *counter) feed(b []byte) {
 	if c.in == 0 {
 		c.last = '\n'
+		c.first = b[0]
 	}
 	c.in += int64(len(b))
 	if !c.has8Bit {

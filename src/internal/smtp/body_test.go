@@ -174,6 +174,33 @@ func TestSendBodyRandom(t *testing.T) {
 			t.Fatalf("%q: ScanBody %+v %v, SendBody %+v, wrote %d", in, scan, err, st, len(got))
 		}
 		checkWire(t, got, !wantPartial)
+		var bs BodyScanner
+		for rest := in; len(rest) > 0; {
+			k := min(len(rest), rnd.Intn(3*blockSize/2)) // empty writes too
+			bs.Write(rest[:k])
+			rest = rest[k:]
+		}
+		if bs.Stats() != st {
+			t.Fatalf("%q: BodyScanner %+v, SendBody %+v", in, bs.Stats(), st)
+		}
+		// Counted in parts (some empty) and joined.
+		var joined BodyScanner
+		for rest := in; ; {
+			k := min(len(rest), rnd.Intn(4))
+			if i%100 == 0 {
+				k = min(len(rest), rnd.Intn(blockSize))
+			}
+			var part BodyScanner
+			part.Write(rest[:k])
+			joined.Append(&part)
+			rest = rest[k:]
+			if len(rest) == 0 {
+				break
+			}
+		}
+		if joined.Stats() != st {
+			t.Fatalf("%q: BodyScanner parts appended %+v, SendBody %+v", in, joined.Stats(), st)
+		}
 	}
 }
 
