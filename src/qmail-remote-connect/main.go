@@ -290,18 +290,7 @@ var ucspiVars = []string{chainenv.Proto, chainenv.TCPRemoteIP, chainenv.TCPRemot
 	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName, chainenv.TLS}
 
 func childEnv(c chainenv.Candidate, conn *connect.Conn, mode string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, u := range ucspiVars {
-			keep = keep && k != u
-		}
-		if keep {
-			env = append(env, kv)
-		}
-	}
-	return append(env,
+	return append(chainenv.Without(ucspiVars...),
 		chainenv.Proto+"=TCP",
 		chainenv.TCPRemoteIP+"="+conn.Remote.Addr().String(),
 		chainenv.TCPRemotePort+"="+strconv.Itoa(int(conn.Remote.Port())),

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -182,18 +181,7 @@ func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
 // session's parameters.
 func childEnv(p tlsio.Params) []string {
 	drop := append(append([]string{}, tlsInputVars...), tlsio.EnvNames...)
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, d := range drop {
-			keep = keep && k != d
-		}
-		if keep {
-			env = append(env, kv)
-		}
-	}
-	return append(env, p.Env()...)
+	return append(chainenv.Without(drop...), p.Env()...)
 }
 
 // run spawns prog on a socketpair, shuttles until it exits, and returns
