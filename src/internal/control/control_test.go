@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,5 +108,19 @@ func TestName(t *testing.T) {
 	}
 	if _, found, err := Name(write(t, "\n")); found || err != nil {
 		t.Errorf("empty name: found %v err %v", found, err)
+	}
+}
+
+func TestLines(t *testing.T) {
+	var got []string
+	for l := range Lines([]byte("a:b\n\n# c\n  \nlong line here\nd:e \t\r\nf"), 10) {
+		if l.TooLong {
+			got = append(got, fmt.Sprintf("%d:too long", l.N))
+			continue
+		}
+		got = append(got, fmt.Sprintf("%d:%s", l.N, l.Text))
+	}
+	if strings.Join(got, ",") != "1:a:b,5:too long,6:d:e,7:f" {
+		t.Errorf("Lines = %q", got)
 	}
 }

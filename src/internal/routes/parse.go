@@ -5,13 +5,13 @@
 package routes
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
+	"qmail-remote-go/src/internal/control"
 )
 
 // File is the text file's name as the administrator knows it, relative to
@@ -118,23 +118,13 @@ func Parse(text []byte) (*Table, error) {
 		return nil, &SyntaxError{0, fmt.Sprintf("is larger than %d bytes", MaxText)}
 	}
 	t := &Table{routes: make(map[string]Route)}
-	for n := 1; len(text) > 0; n++ {
-		var line []byte
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			line, text = text, nil
+	for l := range control.Lines(text, MaxLine) {
+		if l.TooLong {
+			return nil, &SyntaxError{l.N, fmt.Sprintf("line longer than %d bytes", MaxLine)}
 		}
-		if len(line) > MaxLine {
-			return nil, &SyntaxError{n, fmt.Sprintf("line longer than %d bytes", MaxLine)}
-		}
-		line = bytes.TrimRight(line, " \t\r")
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		key, r, reason := parseLine(string(line))
+		key, r, reason := parseLine(l.Text)
 		if reason != "" {
-			return nil, &SyntaxError{n, reason}
+			return nil, &SyntaxError{l.N, reason}
 		}
 		t.routes[key] = r
 	}

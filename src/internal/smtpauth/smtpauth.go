@@ -21,7 +21,6 @@
 package smtpauth
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +32,7 @@ import (
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
+	"qmail-remote-go/src/internal/control"
 )
 
 // File is the file's name as the administrator knows it, relative to the
@@ -131,23 +131,13 @@ func Parse(text []byte) (*Table, error) {
 		return nil, &SyntaxError{0, reasonTooLarge}
 	}
 	t := &Table{entries: make(map[string]Entry)}
-	for n := 1; len(text) > 0; n++ {
-		var line []byte
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			line, text = text, nil
+	for l := range control.Lines(text, MaxLine) {
+		if l.TooLong {
+			return nil, &SyntaxError{l.N, reasonLongLine}
 		}
-		if len(line) > MaxLine {
-			return nil, &SyntaxError{n, reasonLongLine}
-		}
-		line = bytes.TrimRight(line, " \t\r")
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		k, e, reason := parseLine(string(line))
+		k, e, reason := parseLine(l.Text)
 		if reason != "" {
-			return nil, &SyntaxError{n, reason}
+			return nil, &SyntaxError{l.N, reason}
 		}
 		t.entries[k] = e
 	}
