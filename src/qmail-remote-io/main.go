@@ -370,7 +370,7 @@ func (s *session) deliver() (outcome, bool) {
 		return o, quit
 	}
 
-	_, err = smtp.SendBody(deadlineWriter{s.w, s.cfg.timeout}, msgReader{os.Stdin})
+	err = sendBody(deadlineWriter{s.w, s.cfg.timeout}) // mapsend.go
 	var mre *msgReadError
 	switch {
 	case errors.Is(err, smtp.ErrPartialFinalLine):

@@ -78,14 +78,15 @@ const (
 // (counter); the tests hold the two to the same stats for every input, so
 // that the size announced before sending is the size sent.
 type transformer struct {
-	state bodyState
-	stats BodyStats
+	state    bodyState
+	stats    BodyStats
+	skip8Bit bool // SendOptions.Skip8Bit
 }
 
 // feed transforms one block, appending the output to out.
 func (t *transformer) feed(in, out []byte) []byte {
 	t.stats.InputBytes += int64(len(in))
-	if !t.stats.Has8Bit {
+	if !t.stats.Has8Bit && !t.skip8Bit {
 		t.stats.Has8Bit = has8Bit(in)
 	}
 	// Next CR and LF at or after i: -1 none left, -2 not searched yet.
@@ -379,4 +380,53 @@ func SendBody(w io.Writer, r io.Reader) (BodyStats, error) {
 		_, err := w.Write(b)
 		return err
 	})
+}
+
+// SendOptions tunes SendBodyBytes.
+type SendOptions struct {
+	// Skip8Bit: do not look for bytes >= 128; the stats then say Has8Bit
+	// false. For a caller that knows already: qmail-remote-io has the
+	// pre-scan's QMAILREMOTE_MSG8BIT, and the test costs a pass over the
+	// whole message.
+	Skip8Bit bool
+	// Done, if set, is called with each part of the message once it has
+	// been transformed, in order; its output may not have been written
+	// yet, but the part is not looked at again. qmail-remote-io gives
+	// the pages of its mapping back there.
+	Done func(part []byte)
+}
+
+// SendBodyBytes is SendBody for a message that is already in memory (a
+// mapping of the queue file): it transforms msg where it lies, without
+// first copying it into a buffer, with the same output, writes and
+// errors as SendBody over the same bytes. In particular it never writes
+// the dot line after a partial final line (ErrPartialFinalLine).
+func SendBodyBytes(w io.Writer, msg []byte, opt SendOptions) (BodyStats, error) {
+	t := transformer{skip8Bit: opt.Skip8Bit}
+	out := make([]byte, 0, 2*blockSize+3)
+	for off := 0; off < len(msg); off += blockSize {
+		// As in run: the output of a block waits for the next, so that
+		// the dot line goes out with the end of the body.
+		if len(out) > 0 {
+			if _, err := w.Write(out); err != nil {
+				return t.stats, err
+			}
+		}
+		in := msg[off:min(off+blockSize, len(msg))]
+		out = t.feed(in, out[:0])
+		if opt.Done != nil {
+			opt.Done(in)
+		}
+	}
+	dot := t.finish()
+	out = append(out, dot...)
+	if len(out) > 0 {
+		if _, err := w.Write(out); err != nil {
+			return t.stats, err
+		}
+	}
+	if dot == nil {
+		return t.stats, ErrPartialFinalLine
+	}
+	return t.stats, nil
 }
