@@ -27,27 +27,11 @@ for v in "$N" "$BIG_MB" "$COPIES" ; do
 done
 want () { case " $SECTIONS " in *" $1 "*) return 0 ;; esac ; return 1 ; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmail-remote-bench.XXXXXX")
-sinkpids=
-cleanup () {
-  for p in $sinkpids ; do
-    kill "$p" 2>/dev/null || :
-    wait "$p" 2>/dev/null || :
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
+NAME=bench
+. tools/lib.sh
 
-$MAKE -s --no-print-directory print-config > "$tmp/config" || fail "make print-config"
-cfg () { sed -n "s/^$1=//p" "$tmp/config" ; }
-BINDIR=$(cfg BINDIR)
-LIBEXECDIR=$(cfg LIBEXECDIR)
-QMAILRUNDIR=$(cfg QMAILRUNDIR)
-GO=$(cfg GO)
-
-$MAKE -s --no-print-directory all > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make all" ; }
-$MAKE -s --no-print-directory install DESTDIR="$tmp/dest" > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make install" ; }
+quiet_make all
+quiet_make install DESTDIR="$tmp/dest"
 dest=$tmp/dest
 bin=$dest$BINDIR
 libexec=$dest$LIBEXECDIR

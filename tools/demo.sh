@@ -41,30 +41,13 @@ export LC_ALL
 say () { test "$check" = yes || printf '%s\n' "$*" ; }
 fail () { echo "demo: FAILED: $*" 1>&2 ; exit 1 ; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmail-remote-demo.XXXXXX")
-sinkpids=
-cleanup () {
-  for p in $sinkpids ; do
-    kill "$p" 2>/dev/null || :
-    wait "$p" 2>/dev/null || :
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-# The Makefile is the one place that knows the configuration.
-$MAKE -s --no-print-directory print-config > "$tmp/config" || fail "make print-config"
-cfg () { sed -n "s/^$1=//p" "$tmp/config" ; }
-BINDIR=$(cfg BINDIR)
-LIBEXECDIR=$(cfg LIBEXECDIR)
-QMAILRUNDIR=$(cfg QMAILRUNDIR)
-GO=$(cfg GO)
+NAME=demo
+. tools/lib.sh
 
 say "== building and installing into a temporary DESTDIR ($tmp/dest)"
 if test "$check" = yes ; then
-  $MAKE -s --no-print-directory all > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make all" ; }
-  $MAKE -s --no-print-directory install DESTDIR="$tmp/dest" > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make install DESTDIR=$tmp/dest" ; }
+  quiet_make all
+  quiet_make install DESTDIR="$tmp/dest"
 else
   $MAKE -s --no-print-directory all || fail "make all"
   $MAKE -s --no-print-directory install DESTDIR="$tmp/dest" || fail "make install"

@@ -1,12 +1,12 @@
 // runstat runs a command several times and reports its wall time and peak
-// memory, for tools/timing.sh. It exists because GNU time may be missing on
+// memory, for tools/bench.sh. It exists because GNU time may be missing on
 // a fresh machine.
 //
 // What the memory figure means: the kernel's ru_maxrss from wait4(2) for
 // the command's process, which is the largest resident set of that process
 // over every image it exec'd into AND of every descendant it waited for.
 // A chainloading stage that execs into the next one therefore cannot be
-// measured inside the full chain; timing.sh measures each program alone,
+// measured inside the full chain; bench.sh measures each program alone,
 // with the next stage replaced by a trivial program.
 //
 // -hwm also samples the command's own peak resident set (VmHWM in
@@ -25,7 +25,7 @@
 // socket ready for the TLS handshake (qmail-remote-tlsio run alone).
 //
 // -dump FILE writes the environment (NUL-separated) to FILE and execs the
-// command: timing.sh uses it to capture what each stage receives in a real
+// command: bench.sh uses it to capture what each stage receives in a real
 // delivery, and -e replays it.
 package main
 
