@@ -14,13 +14,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		bin = filepath.Join(d, "qmail-newsmtproutes")
-		return nil
-	}, ".")
-}
+func TestMain(m *testing.M) { buildtest.Program(m, &bin, "qmail-newsmtproutes") }
 
 type result struct {
 	stdout, stderr string

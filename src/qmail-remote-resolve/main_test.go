@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		bin = filepath.Join(d, "qmail-remote-resolve")
-		return nil
-	}, ".")
-}
+func TestMain(m *testing.M) { buildtest.Program(m, &bin, "qmail-remote-resolve") }
 
 type result struct {
 	code           int

@@ -19,13 +19,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		bin = filepath.Join(d, "qmail-remote-routes")
-		return nil
-	}, ".")
-}
+func TestMain(m *testing.M) { buildtest.Program(m, &bin, "qmail-remote-routes") }
 
 type home struct {
 	t            *testing.T

@@ -42,3 +42,13 @@ func Main(m *testing.M, dir *string, setup func(dir string) error, pkgs ...strin
 	os.RemoveAll(d)
 	os.Exit(code)
 }
+
+// Program is Main for a program's own tests: it builds the package under
+// test and sets *bin to the path of the program called name.
+func Program(m *testing.M, bin *string, name string) {
+	var dir string
+	Main(m, &dir, func(d string) error {
+		*bin = filepath.Join(d, name)
+		return nil
+	}, ".")
+}
