@@ -253,8 +253,14 @@ func TestFiftyMX(t *testing.T) {
 			}
 		}
 		q := srv.Queries()[before:]
-		if len(q) > 103 {
-			t.Fatalf("run %d: %d queries, want at most 103", r, len(q))
+		// Distinct questions: on a loaded machine a UDP retry, or a late
+		// query of the run before, may show up in this run's slice.
+		asked := map[string]bool{}
+		for _, x := range q {
+			asked[x.Name+" "+dns.TypeToString[x.Type]] = true
+		}
+		if len(asked) > 103 {
+			t.Fatalf("run %d: %d distinct questions, want at most 103", r, len(asked))
 		}
 		// The host lookups left together, not one after another.
 		if last, first := q[len(q)-1].Time, q[3].Time; last.Sub(first) > 250*time.Millisecond {
