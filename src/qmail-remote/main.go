@@ -247,8 +247,8 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// scan checks that fd 0 is a regular file and pre-scans it from the start:
-// through a mapping (scanMapped), or with read(2) when it cannot be mapped.
+// scan checks that fd 0 is a regular file and pre-scans it from the start
+// (prescan), leaving its offset at 0 for the send.
 func scan(f *os.File) (smtp.BodyStats, error) {
 	st, err := f.Stat()
 	if err != nil {
@@ -257,13 +257,7 @@ func scan(f *os.File) (smtp.BodyStats, error) {
 	if !st.Mode().IsRegular() {
 		return smtp.BodyStats{}, errors.New("fd 0 is not a regular file")
 	}
-	stats, err := scanMapped(f, st.Size())
-	if errors.Is(err, errNotMapped) {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return smtp.BodyStats{}, err
-		}
-		stats, err = smtp.ScanBody(f)
-	}
+	stats, err := prescan(f, st.Size())
 	if err == nil && stats.PartialFinalLine {
 		err = smtp.ErrPartialFinalLine
 	}
