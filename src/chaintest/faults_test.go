@@ -94,6 +94,24 @@ var faultSteps = []faultStep{
 	{name: "after the dot", ok: "250 ok: queued", temp: "452 4.3.1 full", perm: "554 5.7.1 spam", mixed: "250-ok\n554 spam",
 		set:  func(s *smtptest.Script, r string) { s.AfterDot = r },
 		want: [9]string{"r Z dup", "r Z dup", "r Z dup", "r Z", "r D", "r Z dup", "r Z dup", "r Z dup", "r K"}},
+	// The same faults after a verified handshake (tlsstrictness 2): the
+	// server's bytes now reach qmail-remote-io through tls-io, which must
+	// hand every failure on without changing its meaning. A reset there
+	// reaches qmail-remote-io as the end of its pipe (wantText).
+	{name: "EHLO after TLS", tls: true, ok: "250-smtptest\n250-PIPELINING\n250 8BITMIME", temp: "451 4.3.0 try later", perm: "550 5.7.1 not you", mixed: "250-smtptest\n550 no",
+		set: func(s *smtptest.Script, r string) { s.EhloAfterTLS = r },
+		// No HELO after STARTTLS (a server that has just done it speaks
+		// ESMTP): a refused EHLO there moves on, like a broken one.
+		want: [9]string{moveOn, moveOn, moveOn, moveOn, moveOn, moveOn, moveOn, moveOn, "r K"}},
+	{name: "MAIL under TLS", tls: true, ok: "250 ok", temp: "451 4.3.0 try later", perm: "553 5.1.8 sender unknown", mixed: "250-ok\n553 no",
+		set:  func(s *smtptest.Script, r string) { s.Mail = r },
+		want: [9]string{"Z", "Z", "Z", "Z", "D", "Z", "Z", "Z", "r K"}},
+	{name: "mid-body under TLS", tls: true, ok: "250 ok", temp: "451 4.3.0 abort", perm: "554 5.6.0 abort", mixed: "250-ok\n554 no",
+		set:  func(s *smtptest.Script, r string) { s.Mid, s.MidAfter = r, 64<<10 },
+		want: [9]string{"r Z", "r Z", "r Z", "r Z", "r Z", "r Z", "r Z", "r Z", "r Z"}},
+	{name: "after the dot under TLS", tls: true, ok: "250 ok: queued", temp: "452 4.3.1 full", perm: "554 5.7.1 spam", mixed: "250-ok\n554 spam",
+		set:  func(s *smtptest.Script, r string) { s.AfterDot = r },
+		want: [9]string{"r Z dup", "r Z dup", "r Z dup", "r Z", "r D", "r Z dup", "r Z dup", "r Z dup", "r K"}},
 	// QUIT is not waited for: the outcome was decided by the 250 to the dot.
 	{name: "QUIT", ok: "221 bye", temp: "421 4.3.0 bye", perm: "554 no", mixed: "221-bye\n554 no",
 		set:  func(s *smtptest.Script, r string) { s.Quit = r },
@@ -112,7 +130,7 @@ func faultReply(st faultStep, f int) (string, bool) {
 	case fReset:
 		return smtptest.Reset, true
 	case fStall:
-		if st.name == "mid-body" {
+		if st.base() == "mid-body" {
 			// Stall reads on to the end; the server must stop reading
 			// so that the client's write times out.
 			return smtptest.Freeze, true
@@ -151,11 +169,17 @@ func faultReply(st faultStep, f int) (string, bool) {
 // preMail says whether the step comes before MAIL: a failure there moves
 // on to the next candidate.
 func (st faultStep) preMail() bool {
-	switch st.name {
+	switch st.base() {
 	case "greeting", "EHLO", "STARTTLS", "TLS handshake":
 		return true
 	}
 	return false
+}
+
+// base is the cleartext step whose replies and texts a step under TLS
+// shares ("MAIL under TLS": "MAIL").
+func (st faultStep) base() string {
+	return strings.TrimSuffix(strings.TrimSuffix(st.name, " under TLS"), " after TLS")
 }
 
 // writeBigBody writes a message much bigger than the loopback socket
@@ -200,7 +224,7 @@ func runFault(t *testing.T, st faultStep, reply string, twoMX bool, bigBody stri
 	}
 	args := []string{"example.test", "a@client.example.test", rcpt}
 	var res result
-	if st.name == "mid-body" {
+	if st.base() == "mid-body" {
 		f, err := os.Open(bigBody)
 		if err != nil {
 			t.Fatal(err)
@@ -346,7 +370,7 @@ func wantText(st faultStep, f int, twoMX bool, cell string) []string {
 		// the Z below
 	case strings.HasSuffix(cell, "K"):
 		w := accepted("127.0.0.1")
-		if st.name == "after the dot" && f == fNUL {
+		if st.base() == "after the dot" && f == fNUL {
 			w = append(w, "Remote host said: 250 o?k: queued\n") // sanitized
 		}
 		return w
@@ -359,9 +383,13 @@ func wantText(st faultStep, f int, twoMX bool, cell string) []string {
 		}
 	}
 	switch {
-	case st.name == "mid-body":
+	case st.base() == "mid-body":
 		return append(w, "connection died", "sending the message")
 	case f == fClose:
+		return append(w, "connection died", "(#4.4.2)")
+	case f == fReset && st.name != st.base():
+		// After the handshake the reset is tls-io's to see; to
+		// qmail-remote-io it is the end of the plaintext pipe.
 		return append(w, "connection died", "(#4.4.2)")
 	case f == fReset && st.name == "greeting":
 		// The reset may come before the connector has seen its connect
@@ -374,9 +402,11 @@ func wantText(st faultStep, f int, twoMX bool, cell string) []string {
 	case f == fNoCode || f == fMixed || f == fLong:
 		return append(w, "its reply was not SMTP", "(#4.4.2)")
 	}
-	switch st.name {
+	switch st.base() {
 	case "greeting":
 		return append(w, "greeting failed", "Remote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
+	case "EHLO": // after TLS only: in cleartext a refused EHLO is HELO's
+		return append(w, "(TLS) Connected to 127.0.0.1 but my name was rejected.\nRemote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "STARTTLS":
 		return append(w, "refused STARTTLS", "Remote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "MAIL":
@@ -423,7 +453,7 @@ func checkServers(t *testing.T, st faultStep, f int, r faultRun, twoMX bool) {
 	if strings.Contains(o, "dup") && !whole(first) {
 		t.Errorf("Possible duplicate! although the dot never reached the server")
 	}
-	if st.name == "mid-body" && whole(first) {
+	if st.base() == "mid-body" && whole(first) {
 		t.Errorf("the server got the whole message despite failing in its middle")
 	}
 	if twoMX && !st.preMail() && second.Conns() > 0 {

@@ -69,16 +69,21 @@ const (
 //	down: remote --read--> local    EOF: shutdown(SHUT_WR) on local
 //
 // Every write must finish within the timeout (a server or an application
-// that stops reading). A read waits at most the timeout since bytes last
-// moved in either direction: while the application sends a long message
-// the server rightly says nothing, and that silence is not a stall; when
-// nothing moves at all for the timeout, the session is dead and both sides
-// are shut down. The application bounds its own waits with the same
-// timeout and normally notices first.
+// that stops reading). A read waits at most the timeout plus IdleGrace
+// since bytes last moved in either direction: while the application sends
+// a long message the server rightly says nothing, and that silence is not
+// a stall; when nothing moves at all for that long, the session is dead
+// and both sides are shut down. The application bounds its own waits with
+// the timeout; ours is the backstop, IdleGrace later, so that the
+// application is the one to notice a silent server and say what it was
+// waiting for ("Timed out after 1200s waiting for ..."), instead of
+// reading the end of its pipe first, a race it would otherwise lose now
+// and then (the fault matrix's stalls under TLS).
 type Shuttle struct {
 	remote  HalfConn
 	local   LocalConn
 	timeout time.Duration
+	idle    time.Duration // timeout + IdleGrace
 
 	upDone, downDone chan struct{}
 
@@ -89,9 +94,13 @@ type Shuttle struct {
 	aborted       bool
 }
 
+// IdleGrace is how much longer than the application the shuttle waits
+// for bytes to move before it calls the session dead.
+const IdleGrace = time.Second
+
 // Start starts copying. Call Finish to stop.
 func Start(remote HalfConn, local LocalConn, timeout time.Duration) *Shuttle {
-	s := &Shuttle{remote: remote, local: local, timeout: timeout,
+	s := &Shuttle{remote: remote, local: local, timeout: timeout, idle: timeout + IdleGrace,
 		upDone: make(chan struct{}), downDone: make(chan struct{})}
 	s.alive()
 	go s.up()
@@ -108,7 +117,7 @@ func (s *Shuttle) alive() {
 	if s.aborted {
 		return
 	}
-	t := time.Now().Add(s.timeout)
+	t := time.Now().Add(s.idle)
 	s.remote.SetReadDeadline(t)
 	s.local.SetReadDeadline(t)
 }

@@ -129,7 +129,8 @@ func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return cs[0], cs[1]
 }
 
-// TestShuttleIdle: nothing moves for the timeout, both sides are shut.
+// TestShuttleIdle: nothing moves for the timeout and IdleGrace, both sides
+// are shut; not before (the application must notice first).
 func TestShuttleIdle(t *testing.T) {
 	remote, server := pair(t)
 	local, app := pair(t)
@@ -139,8 +140,8 @@ func TestShuttleIdle(t *testing.T) {
 	if _, err := app.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("application read %v, want EOF", err)
 	}
-	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
-		t.Errorf("shut after %v, timeout 300ms", d)
+	if d := time.Since(start); d < 250*time.Millisecond+IdleGrace || d > 3*time.Second+IdleGrace {
+		t.Errorf("shut after %v, timeout 300ms and %v of grace", d, IdleGrace)
 	}
 	up, down := s.Finish(time.Second)
 	if up == nil && down == nil {
