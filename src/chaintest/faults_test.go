@@ -54,7 +54,13 @@ type faultStep struct {
 	// want is the expected cell of each fault (see cellOf), "n/a" for a
 	// fault that has no meaning at this step.
 	want [9]string
+	// threeRcpts: the delivery has three recipients (threeRcptArgs), and
+	// the fault hits the second RCPT, after a 250 to the first.
+	threeRcpts bool
 }
+
+// The recipients of a threeRcpts step; the first and third RCPT get 250.
+var threeRcptArgs = []string{"b1@example.test", "b2@example.test", "b3@example.test"}
 
 // Pre-MAIL failures move on: with one MX a Z (#4.4.1), with a healthy
 // second MX a delivery there.
@@ -82,6 +88,14 @@ var faultSteps = []faultStep{
 	{name: "RCPT", ok: "250 ok", temp: "450 4.2.1 mailbox busy", perm: "550 5.1.1 no such user", mixed: "250-ok\n550 no",
 		set:  func(s *smtptest.Script, r string) { s.Rcpt = []string{r} },
 		want: [9]string{"Z", "Z", "Z", "s D", "h D", "Z", "Z", "Z", "r K"}},
+	// The second of three RCPTs, the first accepted: a definitive reply
+	// decides for that recipient alone and the message goes to the other
+	// two; a lost or unreadable reply ends everything with a Z, and the
+	// first recipient's r waits on it (qmail-rspawn defers every
+	// recipient of a Z delivery). The third never gets a letter then.
+	{name: "RCPT 2 of 3", threeRcpts: true, ok: "250 ok", temp: "450 4.2.1 mailbox busy", perm: "550 5.1.1 no such user", mixed: "250-ok\n550 no",
+		set:  func(s *smtptest.Script, r string) { s.Rcpt = []string{"250 ok", r, "250 ok"} },
+		want: [9]string{"r Z", "r Z", "r Z", "rsr K", "rhr K", "r Z", "r Z", "r Z", "rrr K"}},
 	{name: "DATA", ok: "354 go ahead", temp: "451 4.3.0 later", perm: "554 5.5.1 no data", mixed: "354-go\n554 no",
 		set:  func(s *smtptest.Script, r string) { s.Data = r },
 		want: [9]string{"r Z", "r Z", "r Z", "r Z", "r D", "r Z", "r Z", "r Z", "r K"}},
@@ -223,6 +237,9 @@ func runFault(t *testing.T, st faultStep, reply string, twoMX bool, bigBody stri
 		(&tlsWorld{h: h}).anchors(t, "2")
 	}
 	args := []string{"example.test", "a@client.example.test", rcpt}
+	if st.threeRcpts {
+		args = append(args[:2], threeRcptArgs...)
+	}
 	var res result
 	if st.base() == "mid-body" {
 		f, err := os.Open(bigBody)
@@ -413,6 +430,7 @@ func wantText(st faultStep, f int, twoMX bool, cell string) []string {
 		return append(w, "Connected to 127.0.0.1 but sender was rejected.\nRemote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "RCPT":
 		return append(w, "Giving up on 127.0.0.1.")
+	case "RCPT 2 of 3": // the Z cells all say why above
 	case "DATA":
 		return append(w, "127.0.0.1 failed on DATA command.\nRemote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "after the dot":
