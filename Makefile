@@ -197,9 +197,8 @@ distclean: clean
 # FUZZTIME each (tools/fuzz.sh): 10 s by default, for a quick run by
 # hand; CI (.ci/run) gives each target 30 s, as issue 6 asks, and longer
 # runs are `make fuzz FUZZTIME=10m`. Failing inputs land in the package's
-# testdata/fuzz/,
-# where `make check` replays them; FUZZKEEP=yes also copies the corpus
-# the fuzzer grew there.
+# testdata/fuzz/, where `make check` replays them; FUZZKEEP=yes also
+# copies the corpus the fuzzer grew there.
 FUZZTIME ?= 10s
 .PHONY: fuzz
 fuzz:
