@@ -423,7 +423,7 @@ func wantText(st faultStep, f int, twoMX bool, cell string) []string {
 	case "greeting":
 		return append(w, "greeting failed", "Remote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "EHLO": // after TLS only: in cleartext a refused EHLO is HELO's
-		return append(w, "(TLS) Connected to 127.0.0.1 but my name was rejected.\nRemote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
+		return append(w, "(TLS) Connected to 127.0.0.1 but it refused EHLO under TLS.\nRemote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "STARTTLS":
 		return append(w, "refused STARTTLS", "Remote host said: "+map[int]string{f4xx: st.temp, f5xx: st.perm}[f])
 	case "MAIL":

@@ -234,7 +234,7 @@ func TestSMTPSFake(t *testing.T) {
 		{"greeting refused", smtptest.Script{SMTPS: true, Greeting: "554 go away"}, 10, 'Z',
 			"Connected to 127.0.0.1 but greeting failed.\nRemote host said: 554 go away\n", false},
 		{"EHLO refused: no HELO", smtptest.Script{SMTPS: true, Ehlo: "502 what"}, 10, 'Z',
-			"Connected to 127.0.0.1 but my name was rejected.\nRemote host said: 502 what\n", false},
+			"Connected to 127.0.0.1 but it refused EHLO under TLS.\nRemote host said: 502 what\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -338,8 +338,12 @@ func (s *session) deliver() (outcome, bool) {
 	case r.Class() == 2:
 		s.ext = smtp.ParseEHLO(r)
 	case s.cfg.tls != nil:
-		// A server that has just done STARTTLS speaks ESMTP: no HELO.
-		return outcome{report.Temporary, "Connected to " + ip + " but my name was rejected.\n" + report.RemoteSaid(r.Text)}, true
+		// A server that has just done STARTTLS (or SMTPS) speaks ESMTP:
+		// no HELO.
+		// Not "my name was rejected": the name was fine before the
+		// handshake, and what changed is TLS (a server that wants a
+		// client certificate refuses here, for one).
+		return outcome{report.Temporary, "Connected to " + ip + " but it refused EHLO under TLS.\n" + report.RemoteSaid(r.Text)}, true
 	default:
 		// Servers that do not speak ESMTP exist (RFC 5321 3.2).
 		if r, err = s.command("HELO "+s.cfg.helo, "HELO"); err != nil {

@@ -306,7 +306,7 @@ func TestSecondRun(t *testing.T) {
 			"127.0.0.1 accepted message.\nRemote host said: 250 ok: queued\nTLS: TLSv1.3 TLS_AES_128_GCM_SHA256, certificate not verified.\n",
 			"EHLO client.example.test|MAIL FROM:<a@example.test>|RCPT TO:<b@example.test>|DATA|QUIT"},
 		{"EHLO refused: no HELO", "1", smtptest.Script{Ehlo: "554 no"}, 10, 'Z', "",
-			"Connected to 127.0.0.1 but my name was rejected.\nRemote host said: 554 no\n",
+			"Connected to 127.0.0.1 but it refused EHLO under TLS.\nRemote host said: 554 no\n",
 			"EHLO client.example.test|QUIT"},
 		{"MAIL refused", "1", smtptest.Script{Mail: "553 no", Rcpt: []string{"503 5.5.1 sender first"}, Data: "503 5.5.1 no recipients"}, 0, 'D', "",
 			"Connected to 127.0.0.1 but sender was rejected.\nRemote host said: 553 no\nTLS: TLSv1.3 TLS_AES_128_GCM_SHA256, certificate verified.\n",
