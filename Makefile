@@ -200,9 +200,10 @@ distclean: clean
 # testdata/fuzz/, where `make check` replays them; FUZZKEEP=yes also
 # copies the corpus the fuzzer grew there.
 FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 5s
 .PHONY: fuzz
 fuzz:
-	GO='$(GO)' FUZZTIME='$(FUZZTIME)' sh tools/fuzz.sh
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZMINIMIZETIME='$(FUZZMINIMIZETIME)' sh tools/fuzz.sh
 
 # The fault matrix (doc/faults.md): every step of a delivery against every
 # server fault, through the whole chain; the test's log says what each

@@ -17,15 +17,24 @@
 # where the next run starts from them. With FUZZKEEP=yes those are also
 # copied into testdata/fuzz/FuzzXxx/, to be committed as seeds.
 #
+# Each input that widens coverage is minimized before fuzzing goes on, for
+# up to FUZZMINIMIZETIME (default 5s; go test's own default is 60s). With
+# 60s a worker that found a new input of a few KiB spent the rest of a 30 s
+# run minimizing it (FuzzBody: 11 thousand executions in 30 s, all in the
+# first 3; with 5s, 58 thousand in 15 s and 9 new inputs). A failing input
+# is saved whether or not its minimization finished.
+#
 # Every target is run even after one fails; the exit status is 1 if any
-# failed. Environment: GO (default go), FUZZTIME, FUZZKEEP, and FUZZ (a
-# space-separated list of target names to run instead of all of them).
+# failed. Environment: GO (default go), FUZZTIME, FUZZMINIMIZETIME,
+# FUZZKEEP, and FUZZ (a space-separated list of target names to run instead
+# of all of them).
 
 set -eu
 
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-10s}
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-5s}
 FUZZKEEP=${FUZZKEEP:-no}
 FUZZ=${FUZZ:-}
 LC_ALL=C
@@ -50,7 +59,7 @@ echo "$targets" | {
     fi
     echo "fuzz: $name in ./$dir for $FUZZTIME"
     start=$(date +%s)
-    if CGO_ENABLED=0 "$GO" test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "./$dir/" ; then
+    if CGO_ENABLED=0 "$GO" test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZMINIMIZETIME" "./$dir/" ; then
       echo "fuzz: $name: ok ($(( $(date +%s) - start )) s)"
     else
       echo "fuzz: $name: FAILED: the failing input is in $dir/testdata/fuzz/$name/" 1>&2
