@@ -27,7 +27,7 @@ import (
 // shootdown interrupts the other worker; read(2) copies from the page
 // cache into a buffer that stays in the cache.
 const (
-	scanStep    = 256 << 10
+	scanStep    = 128 << 10
 	parallelMin = 4 << 20
 	maxWorkers  = 2
 )
