@@ -42,21 +42,9 @@ copy=$tmp/smtp-copy
 true=$(command -v true)
 cat=$(command -v cat)
 
-# start_sink NAME [options]: a discarding sink; sets $addr, $port, $sinkpid.
-start_sink () {
-  name=$1 ; shift
-  "$tmp/smtp-sink" -l 127.0.0.1:0 -discard -turns "$@" > "$tmp/$name.addr" 2> "$tmp/$name.log" &
-  sinkpid=$!
-  sinkpids="$sinkpids $sinkpid"
-  i=0
-  while ! test -s "$tmp/$name.addr" ; do
-    i=$((i + 1))
-    test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/$name.log")"
-    sleep 0.1 2>/dev/null || sleep 1
-  done
-  addr=$(sed -n 1p "$tmp/$name.addr")
-  port=${addr##*:}
-}
+# start_sink NAME [options]: a discarding sink that counts round trips
+# (run_sink, tools/lib.sh).
+start_sink () { sname=$1 ; shift ; run_sink "$sname" -discard -turns "$@" ; }
 
 mkdir "$tmp/ca"
 "$tmp/mkcert" -o "$tmp/ca" -ip 127.0.0.1 || fail "tools/mkcert"

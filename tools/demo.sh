@@ -63,21 +63,12 @@ test -d "$dest$QMAILRUNDIR/qmail-remote" || fail "$QMAILRUNDIR/qmail-remote was 
 
 CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/" ./tools/smtp-sink ./tools/mkcert || fail "building tools/smtp-sink and tools/mkcert"
 
-# start_sink NAME [options]: a sink storing into $tmp/NAME, on a port the
-# kernel picks (the sink prints it first); sets $port.
+# start_sink NAME [options]: a sink storing into $tmp/NAME (run_sink,
+# tools/lib.sh).
 start_sink () {
-  name=$1 ; shift
-  mkdir "$tmp/$name"
-  "$tmp/smtp-sink" -l 127.0.0.1:0 -o "$tmp/$name" "$@" > "$tmp/$name.addr" 2> "$tmp/$name.log" &
-  sinkpids="$sinkpids $!"
-  i=0
-  while ! test -s "$tmp/$name.addr" ; do
-    i=$((i + 1))
-    test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/$name.log")"
-    sleep 0.1 2>/dev/null || sleep 1
-  done
-  addr=$(sed -n 1p "$tmp/$name.addr")
-  port=${addr##*:}
+  sname=$1 ; shift
+  mkdir "$tmp/$sname"
+  run_sink "$sname" -o "$tmp/$sname" "$@"
 }
 start_sink sink
 

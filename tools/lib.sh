@@ -27,3 +27,22 @@ GO=$(cfg GO)
 quiet_make () {
   $MAKE -s --no-print-directory "$@" > "$tmp/make.log" 2>&1 || { cat "$tmp/make.log" 1>&2 ; fail "make $*" ; }
 }
+
+# run_sink NAME [options]: tools/smtp-sink (built into $tmp) on a port the
+# kernel picks, which the sink prints first; its log is $tmp/NAME.log.
+# Sets $addr, $port and $sinkpid, and adds the sink to $sinkpids, which
+# cleanup stops.
+run_sink () {
+  name=$1 ; shift
+  "$tmp/smtp-sink" -l 127.0.0.1:0 "$@" > "$tmp/$name.addr" 2> "$tmp/$name.log" &
+  sinkpid=$!
+  sinkpids="$sinkpids $sinkpid"
+  i=0
+  while ! test -s "$tmp/$name.addr" ; do
+    i=$((i + 1))
+    test $i -le 100 || fail "smtp-sink did not start: $(cat "$tmp/$name.log")"
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  addr=$(sed -n 1p "$tmp/$name.addr")
+  port=${addr##*:}
+}
