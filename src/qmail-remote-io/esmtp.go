@@ -35,12 +35,9 @@ func readMsgInfo(die func(error)) msgInfo {
 		}
 		m.bytes = n
 	}
-	switch v := os.Getenv(chainenv.Msg8Bit); v {
-	case "1":
-		m.eightBit = true
-	case "0", "":
-	default:
-		die(&chainenv.Error{Name: chainenv.Msg8Bit, Reason: fmt.Sprintf("must be 0 or 1, not %q", v)})
+	var err error
+	if m.eightBit, err = chainenv.Flag(chainenv.Msg8Bit); err != nil {
+		die(err)
 	}
 	return m
 }

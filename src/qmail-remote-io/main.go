@@ -181,12 +181,8 @@ func readTLSInfo(die func(error)) *tlsInfo {
 			die(&chainenv.Error{Name: name, Reason: fmt.Sprintf("holds a space or a control character: %q", v)})
 		}
 	}
-	switch v := os.Getenv(chainenv.TLSVerified); v {
-	case "1":
-		t.verified = true
-	case "0", "":
-	default:
-		die(&chainenv.Error{Name: chainenv.TLSVerified, Reason: fmt.Sprintf("must be 0 or 1, not %q", v)})
+	if t.verified, err = chainenv.Flag(chainenv.TLSVerified); err != nil {
+		die(err)
 	}
 	return &t
 }

@@ -117,6 +117,18 @@ func Int(name string, min, max int64) (int64, error) {
 	return n, nil
 }
 
+// Flag returns a yes/no variable: 1 is true; 0, empty or unset is false.
+func Flag(name string) (bool, error) {
+	switch v := os.Getenv(name); v {
+	case "1":
+		return true, nil
+	case "0", "":
+		return false, nil
+	default:
+		return false, &Error{name, fmt.Sprintf("must be 0 or 1, not %q", v)}
+	}
+}
+
 // Seconds returns a number of seconds (at least min) as a duration.
 func Seconds(name string, min int64) (time.Duration, error) {
 	n, err := Int(name, min, 1<<31-1)

@@ -1,6 +1,7 @@
 package chainenv
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -35,6 +36,24 @@ func TestInt(t *testing.T) {
 	}
 	if _, err := Int("X_UNSET_VARIABLE", 1, 2); err == nil || err.Error() != "X_UNSET_VARIABLE is not set" {
 		t.Errorf("unset: %v", err)
+	}
+}
+
+func TestFlag(t *testing.T) {
+	for v, want := range map[string]bool{"1": true, "0": false, "": false} {
+		t.Setenv("X_F", v)
+		if got, err := Flag("X_F"); got != want || err != nil {
+			t.Errorf("Flag(%q): %v %v, want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"2", "yes", " 1", "01"} {
+		t.Setenv("X_F", v)
+		if _, err := Flag("X_F"); err == nil || err.Error() != fmt.Sprintf("X_F must be 0 or 1, not %q", v) {
+			t.Errorf("Flag(%q): %v", v, err)
+		}
+	}
+	if got, err := Flag("X_UNSET_VARIABLE"); got || err != nil {
+		t.Errorf("unset: %v %v", got, err)
 	}
 }
 
