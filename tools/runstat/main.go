@@ -97,20 +97,7 @@ func main() {
 	var walls, cpus []time.Duration
 	var maxrss, hwmKB int64
 	for i := 0; i < *n; i++ {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = env
-		if *in != "" {
-			f, err := os.Open(*in)
-			if err != nil {
-				die("%v", err)
-			}
-			defer f.Close()
-			cmd.Stdin = f
-		}
-		// As qmail-rspawn: fd 2 is the same pipe as fd 1.
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		cmd.Stderr = &out
+		cmd, out := command(argv, env, *in)
 		if *dial != "" {
 			c, err := net.Dial("tcp", *dial)
 			if err != nil {
@@ -173,6 +160,25 @@ func main() {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+// command is argv with env, fd 0 the file in (none if ""), and fd 1 and
+// fd 2 the same buffer, as qmail-rspawn has them the same pipe. The file
+// stays open until runstat exits.
+func command(argv, env []string, in string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	if in != "" {
+		f, err := os.Open(in)
+		if err != nil {
+			die("%v", err)
+		}
+		cmd.Stdin = f
+	}
+	out := new(bytes.Buffer)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	return cmd, out
+}
 
 // lastLetter is the letter of the last report in out (reports end in NUL).
 func lastLetter(out []byte) string {

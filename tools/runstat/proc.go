@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,19 +129,7 @@ func concurrent(prefix string, copies int, argv, env []string, in, expect string
 	var failures []string
 	start := time.Now()
 	for i := 0; i < copies; i++ {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = env
-		if in != "" {
-			f, err := os.Open(in)
-			if err != nil {
-				die("%v", err)
-			}
-			defer f.Close()
-			cmd.Stdin = f
-		}
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		cmd.Stderr = &out
+		cmd, out := command(argv, env, in)
 		if err := cmd.Start(); err != nil {
 			die("starting copy %d: %v", i+1, err)
 		}
