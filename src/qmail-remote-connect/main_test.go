@@ -76,12 +76,7 @@ exit 0
 `
 
 func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		bin = filepath.Join(d, "qmail-remote-connect")
-		fake = filepath.Join(d, "fake-io")
-		return os.WriteFile(fake, []byte(fakeScript), 0o755)
-	}, ".")
+	buildtest.ProgramWithScript(m, &bin, "qmail-remote-connect", &fake, "fake-io", fakeScript)
 }
 
 // server is a loopback listener that records the first line of each

@@ -25,12 +25,7 @@ import (
 var binary, fakeTLSIO string
 
 func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		binary = filepath.Join(d, "qmail-remote-io")
-		fakeTLSIO = filepath.Join(d, "fake-tlsio")
-		return os.WriteFile(fakeTLSIO, []byte(fakeTLSIOScript), 0o755)
-	}, ".")
+	buildtest.ProgramWithScript(m, &binary, "qmail-remote-io", &fakeTLSIO, "fake-tlsio", fakeTLSIOScript)
 }
 
 // run is one run of the program.

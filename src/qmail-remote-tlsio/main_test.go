@@ -50,12 +50,7 @@ esac
 `
 
 func TestMain(m *testing.M) {
-	var dir string
-	buildtest.Main(m, &dir, func(d string) error {
-		binary = filepath.Join(d, "qmail-remote-tlsio")
-		fakeProg = filepath.Join(d, "fakeprog")
-		return os.WriteFile(fakeProg, []byte(fakeProgText), 0o755)
-	}, ".")
+	buildtest.ProgramWithScript(m, &binary, "qmail-remote-tlsio", &fakeProg, "fakeprog", fakeProgText)
 }
 
 // pki is the certificates of one test.

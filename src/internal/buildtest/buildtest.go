@@ -46,9 +46,20 @@ func Main(m *testing.M, dir *string, setup func(dir string) error, pkgs ...strin
 // Program is Main for a program's own tests: it builds the package under
 // test and sets *bin to the path of the program called name.
 func Program(m *testing.M, bin *string, name string) {
+	ProgramWithScript(m, bin, name, nil, "", "")
+}
+
+// ProgramWithScript is Program plus a shell script beside the program
+// (a fake next stage): text is written to scriptName, executable, and
+// *script set to its path. A nil script writes none.
+func ProgramWithScript(m *testing.M, bin *string, name string, script *string, scriptName, text string) {
 	var dir string
 	Main(m, &dir, func(d string) error {
 		*bin = filepath.Join(d, name)
-		return nil
+		if script == nil {
+			return nil
+		}
+		*script = filepath.Join(d, scriptName)
+		return os.WriteFile(*script, []byte(text), 0o755)
 	}, ".")
 }
