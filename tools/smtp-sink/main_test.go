@@ -10,30 +10,41 @@ import (
 	"time"
 )
 
-// converse runs one client conversation against a sink on loopback and
-// returns every reply line the sink sent.
-func converse(t *testing.T, s *sink, client string) []string {
+// serveOne has s serve one connection on loopback and returns the client's
+// end of it, with a 10 s deadline, and a channel closed when the session
+// is over.
+func serveOne(t *testing.T, s *sink) (net.Conn, chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// The listener closes once it has accepted: closed before, it
+		// would drop the connection still in its queue.
 		c, err := ln.Accept()
-		if err != nil {
-			return
+		ln.Close()
+		if err == nil {
+			s.serve(c)
 		}
-		s.serve(c)
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, done
+}
+
+// converse runs one client conversation against a sink on loopback and
+// returns every reply line the sink sent.
+func converse(t *testing.T, s *sink, client string) []string {
+	t.Helper()
+	c, done := serveOne(t, s)
 	if _, err := c.Write([]byte(client)); err != nil {
 		t.Fatal(err)
 	}

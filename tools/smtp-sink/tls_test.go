@@ -85,24 +85,7 @@ func TestStartTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
 	dir := t.TempDir()
 	s := &sink{dir: dir, timeout: 5 * time.Second, tls: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if c, err := ln.Accept(); err == nil {
-			s.serve(c)
-		}
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, done := serveOne(t, s)
 	cl := &client{t: t, c: raw, r: bufio.NewReader(raw)}
 	cl.reply()
 	if ext := cl.cmd("EHLO c.example.test", "250"); !contains(ext, "250-STARTTLS") {
@@ -157,24 +140,7 @@ func TestStartTLS(t *testing.T) {
 func TestStartTLSHandshakeFails(t *testing.T) {
 	cert, _ := selfSigned(t)
 	s := &sink{discard: true, timeout: 5 * time.Second, tls: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if c, err := ln.Accept(); err == nil {
-			s.serve(c)
-		}
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, done := serveOne(t, s)
 	cl := &client{t: t, c: raw, r: bufio.NewReader(raw)}
 	cl.reply()
 	cl.cmd("EHLO c.example.test", "250")
