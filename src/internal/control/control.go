@@ -15,9 +15,10 @@ import (
 	"io"
 	"io/fs"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // MaxFile bounds how much of a control file is read: control files are a
@@ -33,23 +34,22 @@ type Error struct {
 
 func (e *Error) Error() string { return e.File + " " + e.Reason }
 
-// read returns the file's content, found=false if it does not exist.
+// read returns the file's content, found=false if it does not exist. The
+// file is opened without blocking and must be a regular file: a FIFO in
+// place of a control file would otherwise hang every delivery in open(2),
+// and a device could feed it garbage forever.
 func read(path string) (data []byte, found bool, err error) {
-	f, err := os.Open(path)
+	f, err := regular.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
+	}
+	if errors.Is(err, regular.ErrNotRegular) {
+		return nil, true, &Error{path, "is " + errText(err)}
 	}
 	if err != nil {
 		return nil, true, &Error{path, "cannot be opened: " + errText(err)}
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, true, &Error{path, "cannot be read: " + errText(err)}
-	}
-	if !st.Mode().IsRegular() {
-		return nil, true, &Error{path, "is not a regular file"}
-	}
 	data, err = io.ReadAll(io.LimitReader(f, MaxFile+1))
 	if err != nil {
 		return nil, true, &Error{path, "cannot be read: " + errText(err)}

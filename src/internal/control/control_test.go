@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, content string) string {
@@ -122,5 +124,50 @@ func TestLines(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "1:a:b,5:too long,6:d:e,7:f" {
 		t.Errorf("Lines = %q", got)
+	}
+}
+
+// A control file that is not a regular file is an error naming it and its
+// kind, returned at once: a FIFO must not hang the reader in open(2), a
+// device must not be read (issue: nothing may block without a deadline).
+func TestNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	fifoLink := filepath.Join(dir, "fifolink")
+	if err := os.Symlink(fifo, fifoLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, kind string }{
+		{fifo, "a FIFO"},
+		{fifoLink, "a FIFO"},
+		{dir, "a directory"},
+		{zero, "a character device"},
+		{"/dev/null", "a character device"},
+	} {
+		for name, read := range map[string]func(string) error{
+			"Line": func(p string) error { _, _, err := Line(p); return err },
+			"List": func(p string) error { _, err := List(p); return err },
+			"Int":  func(p string) error { _, err := Int(p, 1, 1, 100); return err },
+		} {
+			done := make(chan error, 1)
+			go func() { done <- read(tc.path) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second): // a backstop: it returns at once
+				t.Fatalf("%s(%s) blocked", name, tc.path)
+			}
+			want := tc.path + " is not a regular file (" + tc.kind + ")"
+			if err == nil || err.Error() != want {
+				t.Errorf("%s(%s) = %v, want %q", name, tc.path, err, want)
+			}
+		}
 	}
 }

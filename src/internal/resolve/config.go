@@ -10,12 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // ResolvConf is the resolver configuration file (a variable for tests).
@@ -77,10 +78,17 @@ func LoadConfig(dnscacheip string) (*Client, error) {
 	return c, nil
 }
 
+// maxResolvConf bounds what is read of ResolvConf: a real one is a few
+// lines, and a runaway file must not exhaust memory.
+const maxResolvConf = 1 << 20
+
 // readResolvConf reads the file itself: dns.ClientConfigFromFile drops read
-// errors (a directory reads as an empty file).
+// errors (a directory reads as an empty file). It is opened without
+// blocking and only if it is a regular file (regular.ReadFile): a FIFO in
+// its place would block open(2) forever. Anything else is an error like an
+// unreadable file.
 func readResolvConf() (*dns.ClientConfig, error) {
-	b, err := os.ReadFile(ResolvConf)
+	b, err := regular.ReadFile(ResolvConf, maxResolvConf)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,16 @@
 package resolve
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 func TestParseDNSCacheIP(t *testing.T) {
@@ -97,5 +101,51 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if _, err := LoadConfig(""); err == nil {
 		t.Errorf("unreadable resolv.conf: no error")
+	}
+}
+
+// A resolv.conf that is not a regular file is an error at once, like an
+// unreadable one (a FIFO would block open(2) forever; hardening issue,
+// item 5); with DNSCACHEIP it is ignored, as an unreadable one is.
+func TestResolvConfNotRegular(t *testing.T) {
+	for _, tc := range []struct {
+		name, kind string
+		make       func(p string) error
+	}{
+		{"FIFO", "a FIFO", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"device", "a character device", func(p string) error { return os.Symlink("/dev/zero", p) }},
+		{"directory", "a directory", func(p string) error { return os.Mkdir(p, 0o755) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			withResolvConf(t, "")
+			if err := tc.make(ResolvConf); err != nil {
+				t.Fatal(err)
+			}
+			type res struct {
+				c   *Client
+				err error
+			}
+			load := func(dnscacheip string) res {
+				done := make(chan res, 1)
+				go func() { c, err := LoadConfig(dnscacheip); done <- res{c, err} }()
+				select {
+				case r := <-done:
+					return r
+				case <-time.After(30 * time.Second): // a backstop: it returns at once
+					t.Fatal("LoadConfig blocked")
+					return res{}
+				}
+			}
+			r := load("")
+			if !errors.Is(r.err, regular.ErrNotRegular) || !strings.Contains(r.err.Error(), ResolvConf) ||
+				!strings.Contains(r.err.Error(), tc.kind) {
+				t.Errorf("LoadConfig: %+v, %v; want an error naming %s, %s", r.c, r.err, ResolvConf, tc.kind)
+			}
+			r = load("192.0.2.53")
+			want := &Client{Servers: []string{"192.0.2.53:53"}, Timeout: 5 * time.Second, Attempts: 2}
+			if r.err != nil || !reflect.DeepEqual(r.c, want) {
+				t.Errorf("with DNSCACHEIP: %+v, %v; want %+v", r.c, r.err, want)
+			}
+		})
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/colinmarc/cdb"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // The compiled form, smtproutes.cdb:
@@ -319,13 +321,18 @@ func decodeRoute(v []byte) (Route, error) {
 }
 
 // openDBFile reads and opens the cdb at path. found is false when it does
-// not exist; any other problem is an error, and the caller recompiles.
+// not exist; anything but a regular file is an error wrapping
+// regular.ErrNotRegular, which the caller refuses; any other problem is an
+// error, and the caller recompiles.
 //
 // The whole file is read (its checksum covers all of it). That is cheap
 // for any realistic table (a thousand routes make some 60 KB) and still far
 // cheaper than parsing the text.
 func openDBFile(path string) (d *db, found bool, err error) {
-	f, err := os.Open(path)
+	// Without blocking: a FIFO in place of the cdb must not hang the
+	// delivery. Anything but a regular file is an error wrapping
+	// regular.ErrNotRegular.
+	f, err := regular.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -337,7 +344,7 @@ func openDBFile(path string) (d *db, found bool, err error) {
 	if err != nil {
 		return nil, true, err
 	}
-	if !st.Mode().IsRegular() || st.Size() > maxDB {
+	if st.Size() > maxDB {
 		return nil, true, errCorrupt
 	}
 	// The file is never rewritten in place (a new one is renamed over

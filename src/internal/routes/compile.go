@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // Paths inside the qmail home and the run directory.
@@ -50,6 +52,16 @@ type FileError struct {
 func (e *FileError) Error() string { return e.File + ": " + errText(e.Err) }
 func (e *FileError) Unwrap() error { return e.Err }
 
+// plain drops the Op and Path of a regular.ErrNotRegular error: the
+// FileError names the file, and "not a regular file (a FIFO)" says it all.
+func plain(err error) error {
+	var pe *fs.PathError
+	if errors.Is(err, regular.ErrNotRegular) && errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 func errText(err error) string {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
@@ -75,7 +87,7 @@ func Lookup(qmailHome, qmailRun, host string) (Route, error) {
 
 	r, state := tryDB(dbPath, cur, host)
 	switch state {
-	case dbFresh:
+	case dbFresh, dbRefused:
 		return r.route, r.err
 	case dbRacy:
 		return lookupText(textPath, host)
@@ -92,7 +104,7 @@ func Lookup(qmailHome, qmailRun, host string) (Route, error) {
 	}
 	r, state = tryDB(dbPath, cur, host)
 	switch state {
-	case dbFresh:
+	case dbFresh, dbRefused:
 		return r.route, r.err
 	case dbRacy:
 		return lookupText(textPath, host)
@@ -147,7 +159,9 @@ func Compile(qmailHome, qmailRun string) error {
 }
 
 // statText returns the text file's identity; exists is false when it does
-// not exist. Anything else that stops us from reading it is a FileError.
+// not exist. Anything else that stops us from reading it is a FileError,
+// anything but a regular file included (stat(2) never blocks; the open in
+// readText does not either).
 func statText(path string) (st stamp, exists bool, err error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -156,8 +170,8 @@ func statText(path string) (st stamp, exists bool, err error) {
 	if err != nil {
 		return st, true, &FileError{textName, err}
 	}
-	if !fi.Mode().IsRegular() {
-		return st, true, &FileError{textName, errors.New("not a regular file")}
+	if err := regular.Check(fi); err != nil {
+		return st, true, &FileError{textName, err}
 	}
 	return stampOf(fi), true, nil
 }
@@ -177,9 +191,10 @@ func (s stamp) changed() int64 { return max(s.Mtime, s.Ctime) }
 type dbState int
 
 const (
-	dbStale dbState = iota // missing, corrupt, or compiled from another text
-	dbFresh                // compiled from the current text: use it
-	dbRacy                 // compiled from the current text too soon after an edit: read the text
+	dbStale   dbState = iota // missing, corrupt, or compiled from another text
+	dbFresh                  // compiled from the current text: use it
+	dbRacy                   // compiled from the current text too soon after an edit: read the text
+	dbRefused                // not a regular file: its error is the outcome
 )
 
 type dbResult struct {
@@ -190,6 +205,13 @@ type dbResult struct {
 // tryDB looks host up in the cdb if the cdb matches the text identity cur.
 func tryDB(dbPath string, cur stamp, host string) (dbResult, dbState) {
 	d, found, err := openDBFile(dbPath)
+	if errors.Is(err, regular.ErrNotRegular) {
+		// Not a damaged cdb but something else under its name (a
+		// FIFO, a directory, a device): not ours to replace behind
+		// the admin's back, nor to ignore. The mail waits until the
+		// admin removes it.
+		return dbResult{NoRoute, &FileError{dbPath, fmt.Errorf("%w; remove it", plain(err))}}, dbRefused
+	}
 	if !found || err != nil {
 		return dbResult{}, dbStale
 	}
@@ -222,22 +244,20 @@ func tryDB(dbPath string, cur stamp, host string) (dbResult, dbState) {
 
 // readText reads and parses the text, returning its identity as of the
 // read: fstat before reading, so that an edit after the fstat makes the
-// stamp stale rather than the content.
+// stamp stale rather than the content. It is opened without blocking and
+// only if it is a regular file: it may have become a FIFO since statText.
 func readText(path string) (t *Table, synErr *SyntaxError, st stamp, exists bool, err error) {
-	f, err := os.Open(path)
+	f, err := regular.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, st, false, nil
 	}
 	if err != nil {
-		return nil, nil, st, true, &FileError{textName, err}
+		return nil, nil, st, true, &FileError{textName, plain(err)}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, nil, st, true, &FileError{textName, err}
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, st, true, &FileError{textName, errors.New("not a regular file")}
 	}
 	st = stampOf(fi)
 	data, err := io.ReadAll(io.LimitReader(f, MaxText+1))
@@ -297,7 +317,10 @@ func writeAtomically(dir string, t *Table, synErr *SyntaxError, st stamp) error 
 	// Remove first: a leftover may belong to another user (root ran
 	// qmail-newsmtproutes), and the directory lets us unlink it.
 	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// O_EXCL already makes it a new regular file (it refuses any existing
+	// name, a symlink or a FIFO included); regular.OpenFile keeps the
+	// rule "no open of ours blocks" obvious.
+	f, err := regular.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return &FileError{dbFile, err}
 	}
@@ -327,8 +350,10 @@ func writeAtomically(dir string, t *Table, synErr *SyntaxError, st stamp) error 
 	return syncDir(dir)
 }
 
+// syncDir fsyncs the directory, so that a rename in it is on disk. It is
+// opened with O_DIRECTORY: a FIFO put in its place fails, never blocks.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := regular.OpenDir(dir)
 	if err != nil {
 		return &FileError{dir, err}
 	}
@@ -339,7 +364,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// lock creates the directory if needed and takes the compile lock. flock
+// lock creates the directory if needed and takes the compile lock, waiting
+// at most lockWait (flock is polled with LOCK_NB: a stuck holder must not
+// stop deliveries, which then read the text themselves). flock
 // locks belong to the open file description, so two opens in one process
 // exclude each other like two processes do. The lock is opened read-only:
 // flock does not need write access, so a lock file created by root (an
@@ -348,9 +375,12 @@ func lock(dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, &FileError{dir, err}
 	}
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDONLY|os.O_CREATE, 0o644)
+	// Without blocking, and only a regular file: a FIFO in place of the
+	// lock would otherwise hang every delivery in open(2). Any problem
+	// here makes Lookup read the text instead.
+	f, err := regular.OpenFile(filepath.Join(dir, lockName), os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, &FileError{filepath.Join(dir, lockName), err}
+		return nil, &FileError{filepath.Join(dir, lockName), plain(err)}
 	}
 	deadline := time.Now().Add(lockWait)
 	sleep := time.Millisecond

@@ -14,13 +14,14 @@
 package tcpto
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // Table remembers connection timeouts for one delivery.
@@ -77,11 +78,12 @@ func (t *Table) Skip(a netip.Addr) bool {
 	// takes an exclusive one). Stock opens the file for writing even to
 	// read it, so a read-only file disables its skipping; ours still
 	// skips.
-	fd, err := openFile(path, unix.O_RDONLY, false)
+	file, err := openFile(path, os.O_RDONLY, false)
 	if err != nil {
 		return false
 	}
-	defer unix.Close(fd)
+	defer file.Close()
+	fd := int(file.Fd())
 	if !t.lock(fd, unix.LOCK_SH) {
 		return false
 	}
@@ -112,11 +114,12 @@ func (t *Table) Record(a netip.Addr, timedOut bool) {
 		// we must not paper over.
 		os.Mkdir(filepath.Dir(path), 0o755)
 	}
-	fd, err := openFile(path, unix.O_RDWR, create)
+	file, err := openFile(path, os.O_RDWR, create)
 	if err != nil {
 		return
 	}
-	defer unix.Close(fd)
+	defer file.Close()
+	fd := int(file.Fd())
 	if !t.lock(fd, unix.LOCK_EX) {
 		return
 	}
@@ -138,22 +141,12 @@ func (t *Table) Record(a netip.Addr, timedOut bool) {
 
 // openFile opens path without blocking (a FIFO in its place must not hang
 // the delivery; stock opens with O_NDELAY too) and accepts only a regular
-// file.
-func openFile(path string, mode int, create bool) (int, error) {
-	flags := mode | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+// file: anything else means "no table" for this delivery.
+func openFile(path string, mode int, create bool) (*os.File, error) {
 	if create {
-		flags |= unix.O_CREAT
+		mode |= os.O_CREATE
 	}
-	fd, err := unix.Open(path, flags, 0o644)
-	if err != nil {
-		return -1, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return -1, errors.New("not a regular file")
-	}
-	return fd, nil
+	return regular.OpenFile(path, mode, 0o644)
 }
 
 // lock takes a flock(2) lock, as stock's lock_ex on systems with flock,

@@ -12,9 +12,10 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 // maxAnchorFile bounds what is read of one trust anchor file. A bundle of
@@ -45,7 +46,7 @@ func LoadFile(path string) (*x509.CertPool, int, error) {
 // .pem or .der files alike. What does not parse is skipped; an unreadable
 // directory or one without any certificate is an error naming it.
 func LoadDir(dir string) (*x509.CertPool, int, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := readDir(dir)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -57,6 +58,8 @@ func LoadDir(dir string) (*x509.CertPool, int, error) {
 		if err != nil || !st.Mode().IsRegular() || st.Size() > maxAnchorFile {
 			continue
 		}
+		// readBounded checks again what it opened: the entry may have
+		// become a FIFO since the stat, and must not block us then.
 		b, err := readBounded(p)
 		if err != nil {
 			continue
@@ -103,18 +106,20 @@ func addCerts(pool *x509.CertPool, b []byte) int {
 	return n
 }
 
+// readBounded reads a trust anchor file: without blocking, only if it is
+// a regular file (a FIFO in its place would block open(2) forever, a
+// device could be endless), and at most maxAnchorFile bytes.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	return regular.ReadFile(path, maxAnchorFile)
+}
+
+// readDir lists a directory of trust anchors. It is opened with
+// O_DIRECTORY: anything else, a FIFO included, fails at once.
+func readDir(dir string) ([]os.DirEntry, error) {
+	d, err := regular.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxAnchorFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxAnchorFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxAnchorFile)
-	}
-	return b, nil
+	defer d.Close()
+	return d.ReadDir(-1)
 }

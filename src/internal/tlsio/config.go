@@ -7,11 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/regular"
 )
 
 // Server is the server we expect at the other end.
@@ -104,16 +104,22 @@ func (c Config) TLSConfig() *tls.Config {
 	return tc
 }
 
+// maxKeyFile bounds what is read of the client certificate and of its key:
+// a certificate with its chain is a few KiB.
+const maxKeyFile = 1 << 20
+
 // LoadClientCert loads CERTFILE and KEYFILE. Errors name the file and never
-// quote the key.
+// quote the key. Both are read without blocking and only if they are
+// regular files (regular.ReadFile): a FIFO in their place would block
+// open(2) forever.
 func LoadClientCert(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := regular.ReadFile(certFile, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("unable to read the client certificate: %v", err)
+		return nil, fmt.Errorf("unable to read the client certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := regular.ReadFile(keyFile, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("unable to read the client key: %v", err)
+		return nil, fmt.Errorf("unable to read the client key: %w", err)
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {

@@ -1,0 +1,88 @@
+package tlsio
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"qmail-remote-go/src/internal/regular"
+	"qmail-remote-go/src/internal/tlstest"
+)
+
+// within runs f and fails the test if it does not return: a backstop for
+// a regression (an open that blocks), far longer than any load takes.
+func within(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s blocked", what)
+		return nil
+	}
+}
+
+// Trust anchors, the client certificate and its key are read only from
+// regular files, without blocking: a FIFO in their place would hang
+// open(2) forever, a device could be endless (hardening issue, item 5).
+func TestNotRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero")
+	os.Symlink("/dev/zero", zero)
+	ca := tlstest.NewCA(t, "A")
+	cert, key := tlstest.WriteKeyPair(t, dir, "client", ca.Issue(t, tlstest.Leaf{Client: true}))
+
+	load := map[string]func(p string) error{
+		"LoadFile": func(p string) error { _, _, err := LoadFile(p); return err },
+		"LoadClientCert cert": func(p string) error {
+			_, err := LoadClientCert(p, key)
+			return err
+		},
+		"LoadClientCert key": func(p string) error {
+			_, err := LoadClientCert(cert, p)
+			return err
+		},
+	}
+	for name, f := range load {
+		for _, tc := range []struct{ path, kind string }{
+			{fifo, "a FIFO"},
+			{zero, "a character device"},
+			{dir, "a directory"},
+		} {
+			err := within(t, name+"("+tc.path+")", func() error { return f(tc.path) })
+			if !errors.Is(err, regular.ErrNotRegular) || !strings.Contains(err.Error(), tc.path) ||
+				!strings.Contains(err.Error(), "not a regular file ("+tc.kind+")") {
+				t.Errorf("%s(%s) = %v, want not a regular file (%s) naming it", name, tc.path, err, tc.kind)
+			}
+		}
+	}
+	if _, err := LoadClientCert(cert, key); err != nil {
+		t.Errorf("the good pair: %v", err)
+	}
+
+	// CADIR: a FIFO in place of the directory fails at once; a FIFO in
+	// the directory is skipped.
+	err := within(t, "LoadDir(fifo)", func() error { _, _, err := LoadDir(fifo); return err })
+	if !errors.Is(err, syscall.ENOTDIR) || !strings.Contains(err.Error(), fifo) {
+		t.Errorf("LoadDir(fifo) = %v, want not a directory", err)
+	}
+	cadir := t.TempDir()
+	os.WriteFile(filepath.Join(cadir, "a.pem"), ca.PEM, 0o644)
+	syscall.Mkfifo(filepath.Join(cadir, "b.pem"), 0o644)
+	os.Symlink("/dev/zero", filepath.Join(cadir, "c.pem"))
+	var n int
+	err = within(t, "LoadDir", func() error { var err error; _, n, err = LoadDir(cadir); return err })
+	if err != nil || n != 1 {
+		t.Errorf("LoadDir with a FIFO and a device in it: %d certificates, %v", n, err)
+	}
+}
