@@ -30,9 +30,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/control"
+	"qmail-remote-go/src/internal/regular"
 )
 
 // File is the file's name as the administrator knows it, relative to the
@@ -314,33 +318,66 @@ func Lookup(qmailHome, relay string, port int) (Entry, bool, error) {
 }
 
 // Read reads and parses the file; nil and no error when it does not exist.
-// A file that everyone may read is refused: its passwords are no secret
-// any more, and using them would hide that.
+// The file is opened without blocking (a FIFO in its place must not hang
+// the delivery) and must be a regular file that only its owner, root or
+// the user we run as, may write and that not everyone may read; see
+// check. What is checked is the open file (fstat): after a symlink, its
+// target.
+//
+// The process becomes non-dumpable first (issue 12 item 2): no core
+// file can hold the passwords, whatever GOTRACEBACK or the system's core
+// settings say, and no other process of the same user may ptrace it or
+// read its memory. exec(2) undoes that, along with the memory that held
+// them; every program that reads the file goes through here.
 func Read(qmailHome string) (*Table, error) {
-	f, err := os.Open(filepath.Join(qmailHome, File))
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, &FileError{"cannot be read safely: the process cannot make itself non-dumpable: " + err.Error(), err}
+	}
+	f, err := regular.Open(filepath.Join(qmailHome, File))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, regular.ErrNotRegular) {
+		return nil, &FileError{"is " + errText(err) + "; replace it with a regular file (chmod 600, owned by qmailr)", err}
 	}
 	if err != nil {
 		return nil, &FileError{"cannot be opened: " + errText(err), err}
 	}
 	defer f.Close()
-	// Stat the open file, not the path: what we check is what we read.
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, &FileError{"cannot be examined: " + errText(err), err}
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, &FileError{"is not a regular file", nil}
-	}
-	if fi.Mode().Perm()&0o004 != 0 {
-		return nil, &FileError{"is readable by everyone; chmod o-r " + File + " (it holds passwords)", nil}
+	if err := check(fi, os.Geteuid()); err != nil {
+		return nil, err
 	}
 	text, err := io.ReadAll(io.LimitReader(f, MaxText+1))
 	if err != nil {
 		return nil, &FileError{"cannot be read: " + errText(err), err}
 	}
 	return Parse(text)
+}
+
+// check refuses a file whose passwords are not under the control of the
+// admin and of qmail-remote alone: owned by anyone but root or euid (the
+// user qmail-remote runs as, qmailr under qmail-rspawn), writable by its
+// group or by everyone (who could then change where and as whom the mail
+// authenticates), or readable by everyone (the passwords are no secret any
+// more). Using such a file would hide the problem; the mail waits instead.
+// The texts name the file and the fix, never its content.
+func check(fi fs.FileInfo, euid int) *FileError {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != euid {
+		return &FileError{fmt.Sprintf("is owned by uid %d, neither root nor the user qmail-remote runs as; chown qmailr %s (it holds passwords)", st.Uid, File), nil}
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o002 != 0:
+		return &FileError{"is writable by everyone; chmod go-w " + File + " (it holds passwords)", nil}
+	case perm&0o020 != 0:
+		return &FileError{"is writable by its group; chmod go-w " + File + " (it holds passwords)", nil}
+	case perm&0o004 != 0:
+		return &FileError{"is readable by everyone; chmod o-r " + File + " (it holds passwords)", nil}
+	}
+	return nil
 }
 
 func errText(err error) string {

@@ -2,10 +2,18 @@ package smtpauth
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/regular"
 )
 
 const sample = `# smarthosts
@@ -168,6 +176,140 @@ func TestLookupFile(t *testing.T) {
 	}
 }
 
+// The file must be a regular file (a FIFO must not hang the reader), owned
+// by root or by the user we run as, and writable by no one else (issue:
+// hardening, items 2 and 5). Every refusal names the file and the fix and
+// never quotes the content.
+func TestFileChecks(t *testing.T) {
+	type setup func(t *testing.T, home string)
+	mode := func(m os.FileMode) setup {
+		return func(t *testing.T, home string) {
+			os.WriteFile(filepath.Join(home, File), []byte(sample), 0o600)
+			os.Chmod(filepath.Join(home, File), m)
+		}
+	}
+	// link makes control/smtpauth a symlink to a file of mode m elsewhere:
+	// the target is what is checked.
+	link := func(m os.FileMode) setup {
+		return func(t *testing.T, home string) {
+			target := filepath.Join(t.TempDir(), "smtpauth")
+			os.WriteFile(target, []byte(sample), 0o600)
+			os.Chmod(target, m)
+			if err := os.Symlink(target, filepath.Join(home, File)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	special := func(make func(p string) error) setup {
+		return func(t *testing.T, home string) {
+			if err := make(filepath.Join(home, File)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fifo := func(p string) error { return syscall.Mkfifo(p, 0o600) }
+	tests := []struct {
+		name  string
+		setup setup
+		want  string // "" accepted
+	}{
+		{"600", mode(0o600), ""},
+		{"640", mode(0o640), ""},
+		{"400", mode(0o400), ""},
+		{"group-writable", mode(0o620), "control/smtpauth is writable by its group; chmod go-w control/smtpauth (it holds passwords)"},
+		{"world-writable", mode(0o602), "control/smtpauth is writable by everyone; chmod go-w control/smtpauth (it holds passwords)"},
+		{"world-readable", mode(0o644), "control/smtpauth is readable by everyone; chmod o-r control/smtpauth (it holds passwords)"},
+		{"symlink to 600", link(0o600), ""},
+		{"symlink to group-writable", link(0o660), "control/smtpauth is writable by its group; chmod go-w control/smtpauth"},
+		{"FIFO", special(fifo), "control/smtpauth is not a regular file (a FIFO); replace it with a regular file (chmod 600, owned by qmailr)"},
+		{"symlink to a FIFO", special(func(p string) error {
+			f := filepath.Join(t.TempDir(), "fifo")
+			if err := fifo(f); err != nil {
+				return err
+			}
+			return os.Symlink(f, p)
+		}), "control/smtpauth is not a regular file (a FIFO)"},
+		{"directory", special(func(p string) error { return os.Mkdir(p, 0o700) }), "control/smtpauth is not a regular file (a directory)"},
+		{"device", special(func(p string) error { return os.Symlink("/dev/zero", p) }), "control/smtpauth is not a regular file (a character device)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			os.Mkdir(filepath.Join(home, "control"), 0o755)
+			tc.setup(t, home)
+			done := make(chan error, 1)
+			go func() { _, _, err := Lookup(home, "smtp.example.net", 587); done <- err }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second): // a backstop: it returns at once
+				t.Fatal("Lookup blocked")
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FileError
+			if !errors.As(err, &fe) || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+			if strings.Contains(tc.want, "not a regular file") && !errors.Is(err, regular.ErrNotRegular) {
+				t.Errorf("%v does not wrap regular.ErrNotRegular", err)
+			}
+			if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "example")) {
+				t.Errorf("%q quotes the file", err)
+			}
+		})
+	}
+	if _, err := Read(t.TempDir()); err != nil {
+		t.Errorf("no control directory: %v", err)
+	}
+}
+
+// check accepts files owned by root or by the user we run as, and nobody
+// else's.
+func TestOwner(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, nil, 0o600)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := os.Geteuid()
+	if err := check(fi, me); err != nil {
+		t.Errorf("our own file: %v", err)
+	}
+	if me != 0 {
+		// Owned by us, read by someone else.
+		if err := check(fi, me+1); err == nil || !strings.Contains(err.Error(), "chown qmailr control/smtpauth") {
+			t.Errorf("someone else's file: %v", err)
+		}
+		t.Skip("giving a file to root or another user needs root (CI runs as root)")
+	}
+	// Root's file, read by qmailr: accepted.
+	if err := check(fi, 12345); err != nil {
+		t.Errorf("root's file: %v", err)
+	}
+	if err := os.Chown(p, 12345, -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err = os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(fi, 12345); err != nil {
+		t.Errorf("the reader's own file: %v", err)
+	}
+	want := "control/smtpauth is owned by uid 12345, neither root nor the user qmail-remote runs as; chown qmailr control/smtpauth (it holds passwords)"
+	if err := check(fi, 0); err == nil || err.Error() != want {
+		t.Errorf("someone else's file: %v, want %q", err, want)
+	}
+	if err := check(fi, 4321); err == nil || err.Error() != want {
+		t.Errorf("someone else's file: %v, want %q", err, want)
+	}
+}
+
 func TestCanonicalRelay(t *testing.T) {
 	for in, want := range map[string]string{
 		"Smtp.Example.NET.":   "smtp.example.net",
@@ -224,4 +366,35 @@ func FuzzParseSmtpauth(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNotDumpable: reading the file makes the process non-dumpable first
+// (issue 12 item 2): no core dump can hold a password. Run in a child, so
+// that this test process stays as it was.
+func TestNotDumpable(t *testing.T) {
+	if os.Getenv("SMTPAUTH_DUMPABLE_CHILD") != "" {
+		before, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+		home := os.Getenv("SMTPAUTH_DUMPABLE_CHILD")
+		if _, err := Read(home); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		after, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+		fmt.Printf("dumpable %d -> %d\n", before, after)
+		os.Exit(0)
+	}
+	home := t.TempDir()
+	os.Mkdir(filepath.Join(home, "control"), 0o755)
+	if err := os.WriteFile(filepath.Join(home, File), []byte("smtp.example.test:587:starttls:u:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNotDumpable$")
+	cmd.Env = append(os.Environ(), "SMTPAUTH_DUMPABLE_CHILD="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), "dumpable 1 -> 0") {
+		t.Errorf("child said %q, want dumpable 1 -> 0", out)
+	}
 }
