@@ -38,10 +38,18 @@ import (
 // that they race on compiling smtproutes.cdb too.
 const (
 	concurrentDeliveries = 200
-	// concurrencyBound is the most the whole run may take: the deliveries
-	// wait at most one timeoutconnect (1 s) each, in parallel; the rest is
-	// starting 1000 processes on a small machine.
-	concurrencyBound = 60 * time.Second
+	// concTimeoutConnect is the deliveries' timeoutconnect, in seconds:
+	// what each delivery that tries the blackhole waits (they start
+	// together, so nearly all do, in parallel), and what every connect to
+	// the healthy server must beat while 200 deliveries start at once on
+	// a machine that may be busy with other work besides. At 1 s a
+	// delivery kept off the CPU between its connect and its poll could
+	// have taken the healthy server for a dead one.
+	concTimeoutConnect = 5
+	// concurrencyBound is a backstop for a hung delivery, and for the
+	// waits on the others: the run takes a few seconds (logged), and how
+	// long is not what the test checks.
+	concurrencyBound = 120 * time.Second
 )
 
 func TestConcurrentDeliveries(t *testing.T) {
@@ -50,7 +58,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 	}
 	srv, hole, port := concBlackhole(t)
 	h, d := dnsHome(t, port)
-	h.control("timeoutconnect", "1\n")
+	h.control("timeoutconnect", fmt.Sprintf("%d\n", concTimeoutConnect))
 	h.control("timeoutremote", "20\n") // a loaded machine is no reason to fail
 	d.Add("example.test. 60 IN MX 10 hole.example.test.", "example.test. 60 IN MX 20 mx.example.test.",
 		"hole.example.test. 60 IN A "+hole, "mx.example.test. 60 IN A 127.0.0.1")
@@ -158,16 +166,14 @@ func TestConcurrentDeliveries(t *testing.T) {
 	<-rewriterDone
 	ss := slices.Clone(took)
 	slices.Sort(ss)
-	// A slow delivery is most often one whose DNS query the test server's
-	// UDP socket dropped in the burst (1400 queries at once): the
-	// resolver then waits resolv.conf's timeout (5 s) and asks again.
+	// The figures are for the reader, not checked: a loaded machine
+	// makes them what it will. More than 1400 DNS queries means some
+	// were dropped in the burst (by a kernel that capped dnstest's UDP
+	// buffer) and asked again after resolv.conf's timeout.
 	t.Logf("%d deliveries at once: %v, %.0f deliveries/s; each took %v (median), %v (90th percentile), %v (slowest); %d DNS queries; smtproutes rewritten %d times during the run",
 		concurrentDeliveries, elapsed.Round(time.Millisecond), float64(concurrentDeliveries)/elapsed.Seconds(),
 		ss[len(ss)/2].Round(time.Millisecond), ss[len(ss)*9/10].Round(time.Millisecond), ss[len(ss)-1].Round(time.Millisecond),
 		len(d.Queries()), rewrites)
-	if elapsed > concurrencyBound {
-		t.Errorf("%d deliveries took %v, more than %v", concurrentDeliveries, elapsed, concurrencyBound)
-	}
 
 	// All delivered: one K each, from the server, not the blackhole.
 	want := map[string]int{}
@@ -195,7 +201,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 
 	// The blackhole was tried by the first deliveries only: once one
 	// recorded its second timeout, the others skipped it.
-	concCheckTcpto(t, tcptoFile)
+	concCheckTcpto(t, tcptoFile, began)
 
 	// smtproutes.cdb as the deliveries left it: a whole cdb file.
 	concCheckRoutesDB(t, filepath.Join(h.dir, "run/qmail-remote/smtproutes.cdb"))
@@ -234,7 +240,7 @@ func concBlackhole(t *testing.T) (*smtptest.Server, string, string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { syscall.Close(fd) })
-		filler, err := net.DialTimeout("tcp", "127.0.0.2:"+srv.Port, 2*time.Second)
+		filler, err := net.DialTimeout("tcp", "127.0.0.2:"+srv.Port, leftWait)
 		if err != nil {
 			t.Fatalf("filling the blackhole's queue: %v", err)
 		}
@@ -311,9 +317,9 @@ func (h *home) concRun(stdin *os.File, args ...string) (string, error) {
 }
 
 // concCheckTcpto decodes queue/lock/tcpto as qmail-tcpto(8) would: still 1024
-// bytes (the IPv4 file never grows), the blackhole counted twice and
-// recent, the server cleared, nothing else.
-func concCheckTcpto(t *testing.T, path string) {
+// bytes (the IPv4 file never grows), the blackhole counted twice, last
+// during this run (since began), the server cleared, nothing else.
+func concCheckTcpto(t *testing.T, path string, began time.Time) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -327,8 +333,8 @@ func concCheckTcpto(t *testing.T, path string) {
 	for i, r := range tcpto.V4.Decode(b) {
 		switch {
 		case i == 0 && r.Addr == hole:
-			if r.Count != 2 || now-r.When > 120 {
-				t.Errorf("tcpto record of %v: %d timeouts, %d s ago; want 2, just now", r.Addr, r.Count, now-r.When)
+			if r.Count != 2 || r.When < uint64(began.Unix()) || r.When > now {
+				t.Errorf("tcpto record of %v: %d timeouts, %d s ago; want 2, during this run", r.Addr, r.Count, int64(now)-int64(r.When))
 			}
 		case i == 1 && r.Addr == server:
 			if r.Count != 0 {
@@ -381,17 +387,17 @@ func concFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// concCheckLeaks waits a little for the servers' side of the connections
-// to close, then compares the descriptor count with before, and looks for
-// any process still running one of our programs.
+// concCheckLeaks waits for the servers' side of the connections to close
+// (at once, or within leftWait, a backstop), then compares the descriptor
+// count with before, and looks for any process still running one of our
+// programs.
 func concCheckLeaks(t *testing.T, before int) {
 	t.Helper()
 	var now int
-	for range 100 {
-		if now = concFDs(t); now <= before {
+	for end := time.Now().Add(leftWait); ; time.Sleep(20 * time.Millisecond) {
+		if now = concFDs(t); now <= before || time.Now().After(end) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if now > before {
 		ents, _ := os.ReadDir("/proc/self/fd")

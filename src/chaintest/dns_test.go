@@ -160,17 +160,19 @@ func TestDNSOutcomes(t *testing.T) {
 	}
 }
 
+// timeoutdns ends a DNS phase that would otherwise last 16 query timeouts
+// (slowDNS): the report says so, and the number of MX queries shows that
+// the lookup was cut short (cutShort), with no clock in the test.
 func TestTimeoutDNS(t *testing.T) {
 	port, _ := servers(t, nil, "127.0.0.1")
 	h, d := dnsHome(t, port)
 	h.control("timeoutdns", "1\n")
+	slowDNS(h, d)
 	d.Add("example.test. 60 IN MX 10 mx1.example.test.", "mx1.example.test. 60 IN A 127.0.0.1")
 	d.Drop("example.test.", dns.TypeMX)
 	res := h.run(sample, "example.test", "a@b", rcpt)
-	res.expect(t, 'Z', "(#4.1.2)")
-	if res.elapsed > 4*time.Second {
-		t.Errorf("timeoutdns 1 took %v", res.elapsed)
-	}
+	res.expect(t, 'Z', "(#4.1.2)", "DNS lookups took longer than timeoutdns (1 s)")
+	cutShort(t, d, "example.test", dns.TypeMX)
 }
 
 // tcptoRecord builds one stock qmail tcpto record (qmail-tcpto(8)).

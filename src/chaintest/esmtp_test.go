@@ -8,17 +8,17 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"qmail-remote-go/src/internal/smtptest"
 )
 
 const ehloAll = "250-mx.example.test\n250-PIPELINING\n250-SIZE 10240000\n250-8BITMIME\n250-SMTPUTF8\n250 ENHANCEDSTATUSCODES"
 
-// session returns the server's one finished session.
+// session returns the server's one finished session. The client has
+// exited, so the session ends at once; leftWait is a backstop.
 func session(t *testing.T, srv *smtptest.Server) smtptest.Session {
 	t.Helper()
-	ss := srv.WaitSessions(1, 5*time.Second)
+	ss := srv.WaitSessions(1, leftWait)
 	if len(ss) != 1 || !ss[0].Done {
 		t.Fatalf("server sessions: %+v", ss)
 	}

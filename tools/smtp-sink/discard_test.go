@@ -22,7 +22,7 @@ func pieces(t *testing.T, s *sink, client string, chunk int) []string {
 		s.serve(sc)
 	}()
 	defer cc.Close()
-	cc.SetDeadline(time.Now().Add(10 * time.Second))
+	cc.SetDeadline(time.Now().Add(60 * time.Second)) // a backstop
 	go func() {
 		for i := 0; i < len(client); i += chunk {
 			if _, err := cc.Write([]byte(client[i:min(len(client), i+chunk)])); err != nil {

@@ -2,8 +2,10 @@
 // 127.0.0.1, UDP and TCP on the same port, answers from zone-file records
 // the test adds, and misbehaves on demand per name and type: fails with an
 // rcode, never answers, answers late, truncates, or sends garbage. It logs
-// every query so tests can check what was asked, over which protocol, and
-// when (to show that queries ran in parallel).
+// every query so tests can check what was asked and over which protocol,
+// and it can hold answers until a set of questions has been asked
+// (Together), so that a test proves by structure, not by the clock, that a
+// client asks them in parallel.
 //
 // It behaves like a recursive resolver seen from a stub client: it follows
 // CNAMEs within its own data (ChaseCNAME(false) turns that off, to look like
@@ -13,9 +15,12 @@
 package dnstest
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +44,8 @@ const (
 	maxQueries = 100000           // log entries kept
 	maxDelay   = 60 * time.Second // longest Delay honoured
 	maxChase   = 16               // CNAMEs followed in one answer
+
+	udpReadBuffer = 4 << 20 // bytes of queries the UDP socket may queue
 )
 
 // Query is one logged query.
@@ -87,8 +94,45 @@ type Server struct {
 	faults  map[key]fault
 	delays  map[key]time.Duration
 	queries []Query
+	groups  []*Group
 	chase   bool
 	closed  bool
+}
+
+// Question is a name and a type, for Together.
+type Question struct {
+	Name string
+	Type uint16
+}
+
+// Q is a Question for name ("example.test" or "example.test.", any case)
+// and qtype.
+func Q(name string, qtype uint16) Question { return Question{canon(name), qtype} }
+
+func (q Question) String() string { return q.Name + " " + dns.TypeToString[q.Type] }
+
+// Group is a set of questions whose answers the server holds until every
+// one of them has been asked (Together).
+type Group struct {
+	asked   map[Question]bool // every question of the group: asked yet?
+	release chan struct{}     // closed once all are asked
+}
+
+// Waiting returns the questions of the group not asked yet, sorted; none
+// once the group is released.
+func (g *Group) Waiting(s *Server) []Question {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Question
+	for q, ok := range g.asked {
+		if !ok {
+			out = append(out, q)
+		}
+	}
+	slices.SortFunc(out, func(a, b Question) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Type, b.Type))
+	})
+	return out
 }
 
 // Start starts a server on 127.0.0.1 (UDP and TCP, one port) and stops it
@@ -121,6 +165,13 @@ func Start(t testing.TB) *Server {
 	if err != nil || pc == nil || ln == nil {
 		t.Skipf("dnstest: cannot listen on 127.0.0.1: %v", err)
 	}
+	// A client may send hundreds of queries at once (a test of many
+	// deliveries in parallel): room for them, so that none is dropped
+	// and answered only after the client's retry timeout, or not at all.
+	// Best effort: the kernel caps it (net.core.rmem_max).
+	if uc, ok := pc.(*net.UDPConn); ok {
+		uc.SetReadBuffer(udpReadBuffer)
+	}
 	s.addr = pc.LocalAddr().String()
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
@@ -142,22 +193,36 @@ func Start(t testing.TB) *Server {
 // Addr returns "127.0.0.1:port", for both UDP and TCP.
 func (s *Server) Addr() string { return s.addr }
 
-// Close stops the server; handlers waiting in Delay or Drop return at once.
-// Called automatically when the test ends.
-func (s *Server) Close() {
+// Close stops the server; handlers waiting in Delay, Drop or Together
+// return at once. Called automatically when the test ends.
+func (s *Server) Close() { s.shutdown(closeWait) }
+
+// closeWait bounds how long Close waits for the handlers to return: a
+// backstop, they return at once.
+const closeWait = 30 * time.Second
+
+// shutdown closes the server and waits up to d for every handler to
+// return; an error says some did not.
+func (s *Server) shutdown(d time.Duration) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.closed = true
 	close(s.done)
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var errs []error
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		srv.ShutdownContext(ctx)
-		cancel()
+		// miekg/dns returns once the serve loop and every handler it
+		// started have returned.
+		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	return errors.Join(errs...)
 }
 
 // Add adds records given in zone-file syntax, one per string, e.g.
@@ -226,6 +291,55 @@ func (s *Server) Delay(name string, qtype uint16, d time.Duration) {
 	s.mu.Lock()
 	s.delays[key{canon(name), qtype}] = d
 	s.mu.Unlock()
+}
+
+// Together makes the server hold the answers to the questions qs until
+// each of them has been asked at least once; then it answers them all, and
+// answers a question asked again at once. A client that waited for one
+// answer before asking the next of these questions would never get one: it
+// times out, or the server closes at the end of the test. So a test that
+// gets its answers has proved that the questions were out together,
+// whatever the machine's load, with no clock involved. Questions outside
+// qs are not held. Each call makes a new group, for instance one per round
+// of lookups; a question in several groups not yet released counts for the
+// first of them. Faults and delays apply after the hold.
+func (s *Server) Together(qs ...Question) *Group {
+	g := &Group{asked: map[Question]bool{}, release: make(chan struct{})}
+	for _, q := range qs {
+		g.asked[Question{canon(q.Name), q.Type}] = false
+	}
+	s.mu.Lock()
+	s.groups = append(s.groups, g)
+	s.mu.Unlock()
+	return g
+}
+
+// hold notes the question in the first group not yet released that has
+// it, and returns that group's release channel (nil: not held).
+func (s *Server) hold(q Question) <-chan struct{} {
+	for _, g := range s.groups {
+		asked, in := g.asked[q]
+		select {
+		case <-g.release:
+			continue
+		default:
+		}
+		if !in {
+			continue
+		}
+		if !asked {
+			g.asked[q] = true
+			all := true
+			for _, a := range g.asked {
+				all = all && a
+			}
+			if all {
+				close(g.release)
+			}
+		}
+		return g.release
+	}
+	return nil
 }
 
 // Reset removes the fault and the delay set for exactly (name, qtype).
@@ -300,8 +414,16 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	delay, _ := lookup(s.delays, name, q.Qtype)
 	f, _ := lookup(s.faults, name, q.Qtype)
+	release := s.hold(Question{name, q.Qtype})
 	s.mu.Unlock()
 
+	if release != nil {
+		select {
+		case <-release:
+		case <-s.done:
+			return
+		}
+	}
 	if delay > 0 {
 		timer := time.NewTimer(delay)
 		select {

@@ -320,10 +320,51 @@ func TestNeverStopsADelivery(t *testing.T) {
 			if s {
 				t.Fatal("skipped")
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second): // a backstop: it returns at once
 			t.Fatal("hung on a FIFO")
 		}
 	})
+	// Nothing but a regular file is a table: a FIFO, a directory or a
+	// device at either path is skipped at once (hardening issue, item 5).
+	for _, tc := range []struct {
+		name string
+		path func(e *env) string
+		a    netip.Addr
+		make func(string) error
+	}{
+		{"FIFO in place of tcpto6", func(e *env) string { return e.v6 }, addr("2001:db8::1"), func(p string) error { return unix.Mkfifo(p, 0o644) }},
+		{"directory in place of tcpto6", func(e *env) string { return e.v6 }, addr("2001:db8::1"), func(p string) error { return os.Mkdir(p, 0o755) }},
+		{"device in place of tcpto", func(e *env) string { return e.v4 }, a, func(p string) error { return os.Symlink("/dev/zero", p) }},
+		{"device in place of tcpto6", func(e *env) string { return e.v6 }, addr("2001:db8::1"), func(p string) error { return os.Symlink("/dev/zero", p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := tc.path(e)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.Remove(p)
+			if err := tc.make(p); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan bool)
+			go func() {
+				tab := e.fresh()
+				tab.Record(tc.a, true)
+				tab.Record(tc.a, true)
+				done <- tab.Skip(tc.a)
+			}()
+			select {
+			case s := <-done:
+				if s {
+					t.Fatal("skipped")
+				}
+			case <-time.After(30 * time.Second): // a backstop: it returns at once
+				t.Fatal("hung")
+			}
+			if st, err := os.Stat(p); err != nil || st.Mode().IsRegular() {
+				t.Errorf("%s was replaced: %v", p, err)
+			}
+		})
+	}
 	t.Run("lock held too long", func(t *testing.T) {
 		e := newEnv(t)
 		f := make([]byte, 1024)
@@ -343,8 +384,10 @@ func TestNeverStopsADelivery(t *testing.T) {
 			t.Fatal("read the file through an exclusive lock")
 		}
 		tab.Record(a, true)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Fatalf("waited %v for the lock", d)
+		// Each of the two waits gives up after lockWait (100 ms): far
+		// less than this backstop, however loaded the machine.
+		if d := time.Since(start); d > 30*time.Second {
+			t.Fatalf("waited %v for the lock, lockWait %v", d, e.tab.lockWait)
 		}
 		unix.Flock(fd, unix.LOCK_UN)
 		if !e.fresh().Skip(a) {

@@ -57,7 +57,7 @@ func tlsPair(t *testing.T) (TLSConn, *countingConn, <-chan []byte) {
 			return
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.SetDeadline(time.Now().Add(backstop))
 		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
 		b, _ := io.ReadAll(s)
 		got <- b
@@ -67,7 +67,7 @@ func tlsPair(t *testing.T) (TLSConn, *countingConn, <-chan []byte) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw.SetDeadline(time.Now().Add(backstop))
 	cc := &countingConn{Conn: raw}
 	batch := NewBatchConn(cc)
 	conn := tls.Client(batch, &tls.Config{ServerName: "mx.example.test", RootCAs: ca.Pool()})
