@@ -182,7 +182,7 @@ func has8Bit(b []byte) bool {
 // to emit. The output of a block is held until the next read, so that the
 // dot line goes out in the same write as the end of the body (one write,
 // one segment, fewer wake-ups of the server for the last bytes).
-func run(r io.Reader, emit func([]byte) error) (BodyStats, error) {
+func run(r io.Reader, emit func([]byte) error, beforeDot func() error) (BodyStats, error) {
 	var t transformer
 	in := make([]byte, blockSize)
 	out := make([]byte, 0, 2*blockSize+3)
@@ -204,6 +204,11 @@ func run(r io.Reader, emit func([]byte) error) (BodyStats, error) {
 		}
 	}
 	dot := t.finish()
+	if dot != nil && beforeDot != nil {
+		if err := beforeDot(); err != nil {
+			return t.stats, err
+		}
+	}
 	out = append(out, dot...)
 	if len(out) > 0 {
 		if werr := emit(out); werr != nil {
@@ -376,10 +381,16 @@ func (c *counter) finish() BodyStats {
 // error on w is returned as is (the caller tells them apart: it wraps its
 // reader or writer).
 func SendBody(w io.Writer, r io.Reader) (BodyStats, error) {
+	return SendBodyWith(w, r, SendOptions{})
+}
+
+// SendBodyWith is SendBody with options (BeforeDot; Skip8Bit and Done are
+// for SendBodyBytes).
+func SendBodyWith(w io.Writer, r io.Reader, opt SendOptions) (BodyStats, error) {
 	return run(r, func(b []byte) error {
 		_, err := w.Write(b)
 		return err
-	})
+	}, opt.BeforeDot)
 }
 
 // SendOptions tunes SendBodyBytes.
@@ -394,6 +405,13 @@ type SendOptions struct {
 	// yet, but the part is not looked at again. qmail-remote-io gives
 	// the pages of its mapping back there.
 	Done func(part []byte)
+	// BeforeDot, if set, is called right before the write that carries
+	// the final dot line (with the end of the body), and never after a
+	// partial final line. An error stops the send there: the dot is not
+	// written, and the error is returned. qmail-remote-io checks there
+	// that the server has not answered before being asked (SPEC 7), and
+	// records that the dot may now be out (package progress).
+	BeforeDot func() error
 }
 
 // SendBodyBytes is SendBody for a message that is already in memory (a
@@ -419,6 +437,11 @@ func SendBodyBytes(w io.Writer, msg []byte, opt SendOptions) (BodyStats, error) 
 		}
 	}
 	dot := t.finish()
+	if dot != nil && opt.BeforeDot != nil {
+		if err := opt.BeforeDot(); err != nil {
+			return t.stats, err
+		}
+	}
 	out = append(out, dot...)
 	if len(out) > 0 {
 		if _, err := w.Write(out); err != nil {

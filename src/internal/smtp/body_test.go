@@ -403,3 +403,63 @@ func BenchmarkSendBody(b *testing.B) {
 		})
 	}
 }
+
+// TestBeforeDot: the hook runs once, right before the write that carries
+// the dot, for both senders; never after a partial final line; and its
+// error keeps the dot off the wire.
+func TestBeforeDot(t *testing.T) {
+	big := strings.Repeat("line\n", 40000) // several blocks
+	for _, tc := range []struct {
+		name, msg string
+		fail      bool
+		calls     int
+		dot       bool
+	}{
+		{"small", "hello\n", false, 1, true},
+		{"empty", "", false, 1, true},
+		{"big", big, false, 1, true},
+		{"partial", "hello", false, 0, false},
+		{"refused", big, true, 1, false},
+	} {
+		for _, sender := range []string{"SendBodyWith", "SendBodyBytes"} {
+			t.Run(tc.name+"/"+sender, func(t *testing.T) {
+				var out bytes.Buffer
+				calls, writesBefore := 0, -1
+				writes := 0
+				w := writerFunc(func(p []byte) (int, error) { writes++; return out.Write(p) })
+				hook := func() error {
+					calls++
+					writesBefore = writes
+					if tc.fail {
+						return errors.New("out of step")
+					}
+					return nil
+				}
+				opt := SendOptions{BeforeDot: hook}
+				var err error
+				if sender == "SendBodyWith" {
+					_, err = SendBodyWith(w, strings.NewReader(tc.msg), opt)
+				} else {
+					_, err = SendBodyBytes(w, []byte(tc.msg), opt)
+				}
+				if calls != tc.calls {
+					t.Fatalf("hook called %d times, want %d", calls, tc.calls)
+				}
+				gotDot := strings.HasSuffix(out.String(), "\r\n.\r\n") || out.String() == ".\r\n"
+				if gotDot != tc.dot {
+					t.Fatalf("dot written: %v, want %v (err %v)", gotDot, tc.dot, err)
+				}
+				if tc.fail && (err == nil || err.Error() != "out of step") {
+					t.Errorf("err %v, want the hook's", err)
+				}
+				if tc.dot && writesBefore != writes-1 {
+					t.Errorf("hook ran after write %d of %d: not right before the last", writesBefore, writes)
+				}
+			})
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -108,4 +109,57 @@ func needsQuoteUTF8(local string) bool {
 		i += n
 	}
 	return local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..")
+}
+
+// CheckDomain says whether the domain part of an envelope address (what
+// follows its last '@') can go between the angle brackets of MAIL FROM or
+// RCPT TO as it is. QuoteAddress quotes only local parts, as stock does,
+// so a domain part holding '>' and a space would end the path and add
+// parameters of the sender's choosing ("MAIL FROM:<x@y.test> AUTH=<>>").
+// Allowed: an address literal, '[' then printable ASCII but '[', ']' and
+// '\' then ']' (RFC 5321 4.1.3; "#@[]", the double-bounce sender, is one),
+// or letters, digits, '-', '.', '_' (names real servers use) and bytes >=
+// 128 (U-labels, RFC 6531). An empty domain part has nothing wrong in
+// it. An address without '@' ("postmaster", the empty bounce sender) has
+// no domain part, and QuoteAddress sends it as it is, as stock does: it
+// may hold only atom bytes (letters, digits, "!#$%&'*+-./=?^_`{|}~") and
+// bytes >= 128, else it too could end the path early. The error says
+// what is wrong, for the report.
+func CheckDomain(addr string) error {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		for i := 0; i < len(addr); i++ {
+			if c := addr[i]; c < 0x80 && !atom[c] {
+				return fmt.Errorf("it has no '@' and holds %q, which cannot go unquoted", c)
+			}
+		}
+		return nil
+	}
+	d := addr[at+1:]
+	if strings.HasPrefix(d, "[") {
+		if len(d) < 2 || d[len(d)-1] != ']' {
+			return fmt.Errorf("its domain part %q is an address literal without its closing ']'", clipDomain(d))
+		}
+		for i := 1; i < len(d)-1; i++ {
+			if c := d[i]; c < 0x21 || c > 0x7e || c == '[' || c == ']' || c == '\\' {
+				return fmt.Errorf("its domain part %q holds %q, which no address literal may hold", clipDomain(d), c)
+			}
+		}
+		return nil
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if c >= 0x80 || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' {
+			continue
+		}
+		return fmt.Errorf("its domain part %q holds %q, which no domain may hold", clipDomain(d), c)
+	}
+	return nil
+}
+
+func clipDomain(d string) string {
+	if len(d) > 100 {
+		return d[:100] + "..."
+	}
+	return d
 }

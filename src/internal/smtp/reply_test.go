@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -98,13 +99,73 @@ func TestReadReplyLong(t *testing.T) {
 	// A 10 MB line is an error, read only up to the cap.
 	src := &countReader{r: strings.NewReader("250 " + strings.Repeat("y", 10<<20) + "\r\n")}
 	r, err = ReadReply(bufio.NewReader(src))
-	if !errors.Is(err, ErrReplyTooLong) || r.Code != 0 || len(r.Text) > MaxLine+1 || src.n > MaxReply+64<<10 {
+	if !errors.Is(err, ErrLineTooLong) || r.Code != 0 || len(r.Text) > MaxLine+1 || src.n > MaxLineBytes+64<<10 {
 		t.Errorf("10 MB line: %d %d %v, read %d", r.Code, len(r.Text), err, src.n)
 	}
-	// Many short lines add up to the cap too.
-	many := strings.Repeat("250-x\r\n", MaxReply/7+10) + "250 x\r\n"
-	if _, err := read(many); !errors.Is(err, ErrReplyTooLong) {
-		t.Errorf("many lines: %v", err)
+	// A line of exactly MaxLineBytes, line end included, is still a line.
+	edge := "250 " + strings.Repeat("e", MaxLineBytes-6) + "\r\n"
+	if r, err := read(edge); err != nil || r.Code != 250 {
+		t.Errorf("line of MaxLineBytes bytes: %d %v", r.Code, err)
+	}
+	if _, err := read("250 e" + edge[4:]); !errors.Is(err, ErrLineTooLong) {
+		t.Errorf("line of MaxLineBytes+1 bytes: %v", err)
+	}
+}
+
+// TestReadReplyManyLines: a reply of any number of lines is read to its
+// end and its code decides (issue 12 item 6: a 4 MB multi-line 550 is a
+// 550, not "not SMTP"); only the first MaxText bytes are kept, and the
+// next reply is read from where this one ended.
+func TestReadReplyManyLines(t *testing.T) {
+	line := "550-5.1.1 " + strings.Repeat("z", 190) + "\r\n" // 202 bytes
+	huge := strings.Repeat(line, 20000) + "550 5.1.1 the end\r\n" + "250 next\r\n"
+	br := bufio.NewReader(strings.NewReader(huge))
+	r, err := ReadReply(br)
+	if err != nil || r.Code != 550 {
+		t.Fatalf("4 MB reply: code %d, %v", r.Code, err)
+	}
+	if len(r.Text) > MaxText+1 || len(r.Text) < MaxText-len(line) {
+		t.Errorf("kept %d bytes, want about MaxText (%d)", len(r.Text), MaxText)
+	}
+	if kept := strings.Count(r.Text, "\n"); kept+r.Dropped != 20001 {
+		t.Errorf("kept %d lines and dropped %d, want 20001 in all", kept, r.Dropped)
+	}
+	if !strings.HasPrefix(r.Text, "550-5.1.1 zzz") {
+		t.Errorf("text starts %q", r.Text[:20])
+	}
+	next, err := ReadReply(br)
+	if err != nil || next.Code != 250 || next.Text != "250 next\n" || next.Dropped != 0 {
+		t.Errorf("next reply: %d %q %d %v", next.Code, next.Text, next.Dropped, err)
+	}
+	// A malformed line deep in a long reply is still found.
+	bad := strings.Repeat(line, 5000) + "250 oops\r\n"
+	if _, err := read(bad); !errors.Is(err, ErrMalformedReply) {
+		t.Errorf("mixed codes after 5000 lines: %v", err)
+	}
+}
+
+// TestReadReplyMemory: what a reply costs in memory does not grow with its
+// length (issue 12 item 6).
+func TestReadReplyMemory(t *testing.T) {
+	line := "550-" + strings.Repeat("m", 196) + "\r\n"
+	measure := func(lines int) uint64 {
+		in := strings.Repeat(line, lines) + "550 end\r\n"
+		br := bufio.NewReader(strings.NewReader(in))
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r, err := ReadReply(br)
+		runtime.ReadMemStats(&after)
+		if err != nil || r.Code != 550 {
+			t.Fatalf("%d lines: %d %v", lines, r.Code, err)
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	small, big := measure(100), measure(20000)
+	// A dropped line allocates nothing (its buffer is reused); keeping
+	// the lines would cost at least their 200 bytes each.
+	if perLine := (big - small) / 19900; perLine > 16 {
+		t.Errorf("%d bytes allocated per dropped line: the reply is being kept", perLine)
 	}
 }
 
@@ -130,7 +191,7 @@ func FuzzReadReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(in), 16)
 		r, err := ReadReply(br)
-		if len(r.Text) > MaxReply+MaxLine {
+		if len(r.Text) > MaxText+1 {
 			t.Fatalf("kept %d bytes", len(r.Text))
 		}
 		if err != nil {
@@ -148,6 +209,9 @@ func FuzzReadReply(f *testing.F) {
 			again.WriteString(l + "\r\n")
 		}
 		r2, err := ReadReply(bufio.NewReader(&again))
+		if r.Dropped > 0 {
+			return // what was dropped cannot come back
+		}
 		if err != nil || r2 != r {
 			t.Fatalf("round trip: %q -> %d %q %v; was %d %q", again.String(), r2.Code, r2.Text, err, r.Code, r.Text)
 		}
