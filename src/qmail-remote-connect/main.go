@@ -32,6 +32,7 @@ import (
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
+	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tcpto"
 )
@@ -59,6 +60,9 @@ type config struct {
 	qmailRun   string
 	nrcpt      int
 	tls        connect.Policy
+	// tlsStage names the TLS stage (QMAILREMOTE_TLSIO's base name), for
+	// a report on a connection where it, not prog, was running.
+	tlsStage string
 }
 
 func main() {
@@ -71,12 +75,24 @@ func main() {
 	}
 	argv := os.Args[1:]
 	path := chain.FindProgOrDie(progName, argv[0])
+	// The progress cell tells a child that died after the dot from one
+	// that died before it (package progress): qmail-remote's, or our own
+	// when we run by hand.
+	cell, err := progress.FromEnv()
+	if err != nil {
+		chain.Die(chain.ExitUsage, progName, "%v", err)
+	}
+	if cell == nil {
+		if cell, err = progress.Create(); err != nil {
+			chain.Die(chain.ExitSystem, progName, "%v", err)
+		}
+	}
 	w := &walker{
 		cfg:  cfg,
 		tab:  tcpto.Open(cfg.qmailHome, cfg.qmailRun),
 		dial: connect.Dial,
 		run: func(c chainenv.Candidate, conn *connect.Conn, mode string) child {
-			return spawn(path, argv, c, conn, mode, cfg.nrcpt)
+			return spawn(path, argv, c, conn, mode, cfg.nrcpt, cell)
 		},
 		label: filepath.Base(argv[0]),
 	}
@@ -125,6 +141,10 @@ func readConfig() (config, error) {
 	if cfg.tls.Strictness, err = connect.ParseStrictness(os.Getenv(chainenv.TLSStrictness)); err != nil {
 		return cfg, &chainenv.Error{Name: chainenv.TLSStrictness, Reason: err.Error()}
 	}
+	cfg.tlsStage = "the TLS stage"
+	if v := os.Getenv(chainenv.TLSIO); v != "" {
+		cfg.tlsStage = filepath.Base(v)
+	}
 	return cfg, nil
 }
 
@@ -150,6 +170,9 @@ type child struct {
 	verdict verdict
 	out     []byte // final: the child's whole output
 	text    string // next: the Z text; broken: what went wrong
+	// broken: how far it got, from the progress cell (package
+	// progress), and whether the TLS stage was what ran.
+	phase, stage byte
 }
 
 type walker struct {
@@ -172,6 +195,14 @@ func (w *walker) walk() []byte {
 		return report.Format(report.Temporary, noConnection+noAddress)
 	}
 	p := w.cfg.tls
+	// Level 2 verifies every server: without trust anchors nothing can
+	// verify, and connecting would only lead to cleartext or nothing.
+	// qmail-remote and qmail-remote-routes refuse this already; this is
+	// for a connector run by hand, and for whatever sets level 2 next.
+	if p.Strictness == 2 && !p.Anchors {
+		return report.Format(report.Temporary, "Unable to read control files: tlsstrictness is 2 but no trust anchors are set ("+
+			chainenv.TrustAnchors+" is empty): no server could be verified, and mail never goes in cleartext at level 2. (#4.3.0)\n")
+	}
 	var reasons []string
 	var answered []chainenv.Candidate // connected in the first pass
 	for _, c := range w.cfg.candidates {
@@ -235,12 +266,21 @@ func (w *walker) try(c chainenv.Candidate, mode string, reasons *[]string) (out 
 		*reasons = append(*reasons, p.Label(connect.ModeRequire)+res.text)
 		return nil, tlsFailed, true
 	}
-	// The child may have sent MAIL, RCPT, even the whole message
-	// and the dot before it died: trying another server could
-	// deliver twice, and we cannot tell, so say so (as stock's
-	// "connection died" after the dot).
+	// The child may have sent MAIL, RCPT, even the whole message and
+	// the dot before it died: trying another server could deliver
+	// twice. The progress cell says whether the dot may be out; only
+	// then is it a possible duplicate (as stock's "connection died"
+	// after the dot).
+	label := w.label
+	if res.stage == progress.StageTLS {
+		label = w.cfg.tlsStage
+	}
+	dup := ""
+	if progress.DotMayBeOut(res.phase) {
+		dup = " Possible duplicate!"
+	}
 	return report.Format(report.Temporary, fmt.Sprintf(
-		"Connected to %s but %s failed: %s. Possible duplicate! (#4.4.2)\n", c.Addr, w.label, res.text)), broken, true
+		"Connected to %s but %s failed: %s.%s (#4.4.2)\n", c.Addr, label, res.text, dup)), broken, true
 }
 
 // summary gives the last reason in full (SPEC 6: better than stock's bare
@@ -309,7 +349,7 @@ func outputLimit(nrcpt int) int { return (nrcpt + 1) * report.Max }
 const outputGrace = time.Second
 
 // spawn runs prog on conn and judges its exit. It closes conn.
-func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int) child {
+func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int, cell *progress.Cell) child {
 	sock := os.NewFile(uintptr(conn.FD), "socket")
 	defer sock.Close()
 	rd, wr, err := os.Pipe()
@@ -332,9 +372,10 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 		Stdin:  os.Stdin,
 		Stdout: wr,
 		Stderr: diag,
-		// ExtraFiles[i] is fd 3+i: fds 3, 4 and 5 closed, the socket
-		// on 6 (read) and 7 (write), the UCSPI client convention.
-		ExtraFiles: []*os.File{nil, nil, nil, sock, sock},
+		// ExtraFiles[i] is fd 3+i: the progress cell on 3
+		// (QMAILREMOTE_PROGRESSFD), 4 and 5 closed, the socket on 6
+		// (read) and 7 (write), the UCSPI client convention.
+		ExtraFiles: []*os.File{cell.File(), nil, nil, sock, sock},
 		// If we die, prog must not go on talking to the server while
 		// qmail-remote reports a failure: that would be a duplicate.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
@@ -343,6 +384,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	// keep this goroutine on its thread until the child is reaped.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	cell.Reset()
 	err = cmd.Start()
 	wr.Close()
 	sock.Close()
@@ -388,6 +430,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 		if l := diag.firstLine(); l != "" {
 			ch.text += ": " + l
 		}
+		ch.phase, ch.stage = cell.Read()
 	}
 	return ch
 }
@@ -413,17 +456,24 @@ func (f *firstBytes) firstLine() string {
 // judge reads a finished child's exit and output.
 func judge(st *os.ProcessState, out []byte, nrcpt int) child {
 	ws, _ := st.Sys().(syscall.WaitStatus)
+	moveOn := ws.Exited() && (ws.ExitStatus() == chain.ExitNextCandidate || ws.ExitStatus() == chain.ExitTLSFailed)
+	// A complete, well-formed set of reports is the truth about the
+	// delivery, however the child ended after writing it (issue 12 item
+	// 4): a K is written only after the server's 2xx to the dot, and the
+	// TLS stage may be killed while it waits for close_notify to go out.
+	// Turning that K into a Z would make qmail send the mail again.
+	if _, err := report.Parse(out, nrcpt); err == nil && !moveOn {
+		return child{verdict: final, out: out}
+	}
 	switch {
 	case ws.Signaled():
 		return child{verdict: broken, text: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
 	case !ws.Exited():
 		return child{verdict: broken, text: "ended in an unknown way: " + st.String()}
 	case ws.ExitStatus() == 0:
-		if _, err := report.Parse(out, nrcpt); err != nil {
-			return child{verdict: broken, text: "malformed output (exit status 0): " + err.Error()}
-		}
-		return child{verdict: final, out: out}
-	case ws.ExitStatus() == chain.ExitNextCandidate || ws.ExitStatus() == chain.ExitTLSFailed:
+		_, err := report.Parse(out, nrcpt)
+		return child{verdict: broken, text: "malformed output (exit status 0): " + err.Error()}
+	case moveOn:
 		res, err := report.Parse(out, 0)
 		if err != nil || res.Message.Letter != report.Temporary {
 			detail := "a D or K report"

@@ -71,6 +71,15 @@ tls)
   esac
   printf 'r\000r\000K%s accepted message.\n%s\n\000' "$QMAILREMOTE_MXNAME" "$how"; exit 0 ;;
 big) i=0; while [ $i -lt 40 ]; do printf '%01000d' 0; i=$((i+1)); done; exit 0 ;;
+# Killed after a complete report, or at a given point of the progress
+# cell (package progress: fd 3, byte 0 the phase, byte 1 the program).
+kill-K) printf 'r\000r\000K%s accepted message.\n\000' "$TCPREMOTEIP"; kill -9 $$ ;;
+kill-tls-K) printf 'bt' 1<>/dev/fd/3; printf 'r\000r\000K%s accepted message.\n\000' "$TCPREMOTEIP"; kill -9 $$ ;;
+kill-Z) printf 'ZConnected to %s but greeting failed.\n\000' "$TCPREMOTEIP"; kill -9 $$ ;;
+kill-greeting) printf 'b' 1<>/dev/fd/3; kill -9 $$ ;;
+kill-dot) printf 'b' 1<>/dev/fd/3; printf 'r\000' ; printf 'd' 1<>/dev/fd/3; kill -9 $$ ;;
+kill-tls) printf 'bt' 1<>/dev/fd/3; kill -9 $$ ;;
+kill-tls-dot) printf 'dt' 1<>/dev/fd/3; kill -9 $$ ;;
 esac
 exit 0
 `
@@ -272,7 +281,7 @@ func TestDeliverV4(t *testing.T) {
 	}
 	r := runs[0]
 	for _, w := range []string{"proto=TCP ", "remote=127.0.0.1:" + srv.port + " ", "mx=mx.example.test ",
-		"fds=67 ", "same=yes ", "sock=socket ", "nonblock=0 ", fmt.Sprintf("stdin=%d", len(d.msg))} {
+		"fds=367 ", "same=yes ", "sock=socket ", "nonblock=0 ", fmt.Sprintf("stdin=%d", len(d.msg))} {
 		if !strings.Contains(r, w) {
 			t.Errorf("child saw %q, lacks %q", r, w)
 		}
@@ -292,7 +301,7 @@ func TestDeliverV6(t *testing.T) {
 		t.Fatalf("output %q, stderr %q", d.stdout, d.stderr)
 	}
 	if r := d.runs(); len(r) != 1 || !strings.Contains(r[0], "remote=::1:"+srv.port+" ") ||
-		!strings.Contains(r[0], "local=::1:") || !strings.Contains(r[0], "mx=[::1] ") || !strings.Contains(r[0], "fds=67 ") {
+		!strings.Contains(r[0], "local=::1:") || !strings.Contains(r[0], "mx=[::1] ") || !strings.Contains(r[0], "fds=367 ") {
 		t.Errorf("child saw %q", r)
 	}
 }
@@ -422,6 +431,42 @@ func TestBrokenChildIsFinal(t *testing.T) {
 			}
 			if runs := d.runs(); len(runs) != 1 {
 				t.Errorf("tried another candidate after a broken child: %q", runs)
+			}
+		})
+	}
+}
+
+// TestCompleteReportIsFinal: a child killed after it wrote a complete
+// report keeps its report: a K stays a K (issue 12 item 4), also when
+// the TLS stage is what got killed; and a child killed without one gets
+// "Possible duplicate!" exactly when the progress cell says the dot may
+// be out, naming the program that was running.
+func TestCompleteReportIsFinal(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		letter byte
+		text   string // the whole message report
+	}{
+		{"kill-K", 'K', "127.0.0.1 accepted message.\n"},
+		{"kill-tls-K", 'K', "127.0.0.1 accepted message.\n"},
+		{"kill-Z", 'Z', "Connected to 127.0.0.1 but greeting failed.\n"},
+		{"kill-greeting", 'Z', "Connected to 127.0.0.1 but fake-io failed: killed by signal 9 (killed). (#4.4.2)\n"},
+		{"kill-dot", 'Z', "Connected to 127.0.0.1 but fake-io failed: killed by signal 9 (killed). Possible duplicate! (#4.4.2)\n"},
+		{"kill-tls", 'Z', "Connected to 127.0.0.1 but qmail-remote-tlsio failed: killed by signal 9 (killed). (#4.4.2)\n"},
+		{"kill-tls-dot", 'Z', "Connected to 127.0.0.1 but qmail-remote-tlsio failed: killed by signal 9 (killed). Possible duplicate! (#4.4.2)\n"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			srv := listen(t, "tcp4", "127.0.0.1:0")
+			d := newDelivery(t, srv.port, "mx1.example.test/127.0.0.1 mx2.example.test/127.0.0.1")
+			d.env["FAKE_MODE_0"] = tc.mode
+			d.env[chainenv.TLSIO] = "/usr/libexec/qmail-remote-go/qmail-remote-tlsio"
+			d.run()
+			res, err := report.Parse(d.stdout, 2)
+			if d.exitCode != 0 || err != nil || res.Message.Letter != tc.letter || res.Message.Text != tc.text {
+				t.Fatalf("exit %d, output %q (%v), want %c %q", d.exitCode, d.stdout, err, tc.letter, tc.text)
+			}
+			if runs := d.runs(); len(runs) != 1 {
+				t.Errorf("tried another candidate: %q", runs)
 			}
 		})
 	}
@@ -727,7 +772,11 @@ func TestTLSStrictness(t *testing.T) {
 	for _, tc := range []tlsCase{
 		// Trust anchors empty or unset: no STARTTLS whatever the level,
 		// and no pass labels.
+		// Level 2 without anchors: nothing could verify; a Z before any
+		// connection, never cleartext (issue 12 item 1).
 		{name: "no anchors", anchors: "", strictness: "2", candidates: "plain1.example.test/127.0.0.1",
+			z: []string{"Unable to read control files: tlsstrictness is 2 but no trust anchors are set"}, runs: nil},
+		{name: "no anchors, level 1", anchors: "", strictness: "1", candidates: "plain1.example.test/127.0.0.1",
 			k: "plain1.example.test accepted message.\ncleartext\n", runs: []string{"plain1.example.test none"}},
 		{name: "unset", anchors: "-", strictness: "-", candidates: "tls1.example.test/127.0.0.1",
 			k: "tls1.example.test accepted message.\ncleartext\n", runs: []string{"tls1.example.test none"}},

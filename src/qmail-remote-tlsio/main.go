@@ -25,6 +25,7 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tlsio"
 )
@@ -60,6 +61,7 @@ type settings struct {
 	caFile, caDir  string
 	certFile       string
 	keyFile        string
+	cell           *progress.Cell // handed on to prog on fd 3
 }
 
 func main() {
@@ -67,6 +69,14 @@ func main() {
 		chain.Usage(usage)
 	}
 	st := readEnv()
+	// The process on the connection is the TLS stage now: if it is
+	// killed, the connector's report must name it (package progress).
+	cell, err := progress.FromEnv()
+	if err != nil {
+		chain.Die(chain.ExitUsage, progName, "%v", err)
+	}
+	cell.SetStage(progress.StageTLS)
+	st.cell = cell
 	argv := os.Args[1:]
 	path := chain.FindProgOrDie(progName, argv[0])
 	raw, err := tlsio.FdConn(fdRead, fdWrite)
@@ -212,9 +222,10 @@ func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
-		// ExtraFiles[i] is fd 3+i: fds 3, 4 and 5 closed, the plaintext
-		// socket on 6 (read) and 7 (write), as the network was for us.
-		ExtraFiles: []*os.File{nil, nil, nil, theirs, theirs},
+		// ExtraFiles[i] is fd 3+i: the progress cell on 3 (or closed),
+		// 4 and 5 closed, the plaintext socket on 6 (read) and 7
+		// (write), as the network was for us.
+		ExtraFiles: []*os.File{st.cell.File(), nil, nil, theirs, theirs},
 		// If we die, prog must not go on: its bytes would go nowhere
 		// and it might report a delivery that never happened.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},

@@ -16,9 +16,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 )
 
@@ -34,10 +36,22 @@ const maxStderr = 2048
 // Run runs argv with env, fd 0 = stdin, and reads its reports (fd 1) and
 // diagnostics (fd 2) from separate pipes, so that nothing the chain writes
 // can reach qmail-rspawn unchecked. nrcpt is the number of recipients.
+//
+// The chain gets the delivery's progress cell on fd 3 (package progress),
+// which tells, if the chain dies without a report, whether the dot may
+// have gone out: only then does the Z say "Possible duplicate!".
 func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdin = stdin
+	// Without a cell (memfd_create refused) nothing is known, and unknown
+	// counts as "the dot may be out".
+	cell, cerr := progress.Create()
+	if cerr == nil {
+		defer cell.File().Close()
+		cmd.ExtraFiles = []*os.File{cell.File()}
+		cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)], progress.Env+"="+strconv.Itoa(progress.FD))
+	}
 	// If qmail-remote dies, the chain must not go on delivering with nobody
 	// left to report the result: a K nobody reads becomes a duplicate.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -68,18 +82,23 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	out, over := readBounded(outR, limit)
 	diag := <-errc
 	werr := cmd.Wait()
+	phase, _ := cell.Read()
 
-	return judge(out, over, diag.data, werr, nrcpt)
+	return judge(out, over, diag.data, werr, nrcpt, progress.DotMayBeOut(phase))
 }
 
-// judge decides what qmail-rspawn sees, from what the chain printed and how
-// it ended.
-func judge(out []byte, over bool, diag []byte, werr error, nrcpt int) Outcome {
+// judge decides what qmail-rspawn sees, from what the chain printed, how
+// it ended, and whether the final dot may have gone out.
+func judge(out []byte, over bool, diag []byte, werr error, nrcpt int, dotMayBeOut bool) Outcome {
 	status := describeExit(werr)
+	dup := ""
+	if dotMayBeOut {
+		dup = " Possible duplicate!"
+	}
 	if over {
 		return single(report.Temporary, fmt.Sprintf(
-			"The delivery chain printed more than %d bytes of reports (%s)%s. (#4.3.0)\n",
-			len(out)-1, status, firstLine(diag)))
+			"The delivery chain printed more than %d bytes of reports (%s)%s.%s (#4.3.0)\n",
+			len(out)-1, status, firstLine(diag), dup))
 	}
 	res, perr := report.Parse(out, nrcpt)
 	if perr == nil {
@@ -96,14 +115,14 @@ func judge(out []byte, over bool, diag []byte, werr error, nrcpt int) Outcome {
 	}
 	if len(out) == 0 {
 		return single(report.Temporary, fmt.Sprintf(
-			"The delivery chain failed (%s)%s. (#4.3.0)\n", status, firstLine(diag)))
+			"The delivery chain failed (%s)%s.%s (#4.3.0)\n", status, firstLine(diag), dup))
 	}
 	what := perr.Error()
 	if errors.Is(perr, report.ErrNoMessage) {
 		what = "no message report"
 	}
 	return single(report.Temporary, fmt.Sprintf(
-		"The delivery chain printed malformed reports: %s (%s)%s. (#4.3.0)\n", what, status, firstLine(diag)))
+		"The delivery chain printed malformed reports: %s (%s)%s.%s (#4.3.0)\n", what, status, firstLine(diag), dup))
 }
 
 func single(letter byte, text string) Outcome {

@@ -154,3 +154,49 @@ func TestEachReportOneWrite(t *testing.T) {
 type countWriter struct{ calls int }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.calls++; return len(p), nil }
+
+// TestDuplicate: a chain that dies without a report gets "Possible
+// duplicate!" exactly when the progress cell (fd 3) says the final dot
+// may have gone out (issue 12 item 4): not when it died before any
+// connection or before the dot, always after it, and when a program on
+// the connection never said how far it got.
+func TestDuplicate(t *testing.T) {
+	for _, tc := range []struct {
+		name, script string
+		dup          bool
+	}{
+		{"before any connection", `kill -9 $$`, false},
+		{"killed at the greeting", `printf b 1<>/dev/fd/3; kill -9 $$`, false},
+		{"killed after the dot", `printf d 1<>/dev/fd/3; kill -9 $$`, true},
+		{"connected, nothing said", `printf c 1<>/dev/fd/3; kill -9 $$`, true},
+		{"exit 2 after the dot", `printf d 1<>/dev/fd/3; echo 'panic: boom' >&2; exit 2`, true},
+		{"garbage after the dot", `printf d 1<>/dev/fd/3; printf 'junk'`, true},
+		{"garbage before it", `printf b 1<>/dev/fd/3; printf 'junk'`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := run(t, chain(t, tc.script), 1)
+			m := wellFormed(t, out, 1)
+			if m.Letter != 'Z' || strings.Contains(m.Text, "Possible duplicate!") != tc.dup {
+				t.Errorf("report %q, want Z with duplicate %v", out, tc.dup)
+			}
+		})
+	}
+}
+
+// TestCellPassed: the chain finds the cell on fd 3, named in
+// QMAILREMOTE_PROGRESSFD, reading n (no connection yet).
+func TestCellPassed(t *testing.T) {
+	out := run(t, chain(t, `if [ "$QMAILREMOTE_PROGRESSFD" = 3 ] && [ "$(head -c 1 /dev/fd/3)" = n ]; then printf 'KOK\n\0'; else printf 'Zno cell\n\0'; fi`), 1)
+	if m := wellFormed(t, out, 1); m.Letter != 'K' {
+		t.Errorf("report %q: the chain did not get the cell", out)
+	}
+}
+
+// TestCompleteReportSurvivesDeath: a report written in full stays, however
+// the chain ends next.
+func TestCompleteReportSurvivesDeath(t *testing.T) {
+	out := run(t, chain(t, `printf d 1<>/dev/fd/3; printf 'r\0K192.0.2.1 accepted message.\n\0'; kill -9 $$`), 1)
+	if m := wellFormed(t, out, 1); m.Letter != 'K' {
+		t.Errorf("report %q, want the K", out)
+	}
+}
