@@ -8,7 +8,7 @@ package main
 // control/smtpauth, in the second run only, once the server's
 // certificate has verified. They live in this process's memory only:
 // never in the environment, argv, a report or an error text (a reply
-// quoting them is scrubbed).
+// quoting them is filtered: secrets.go).
 
 import (
 	"encoding/base64"
@@ -158,12 +158,17 @@ func (s *session) authenticate() (o outcome, quit, giveUp bool) {
 	case "LOGIN":
 		responses = []string{base64.StdEncoding.EncodeToString([]byte(e.User)), base64.StdEncoding.EncodeToString([]byte(e.Password))}
 	}
-	secrets := append([]string{e.Password, initial}, responses...)
+	// From the AUTH command on, no report may quote the credentials: the
+	// replies to AUTH are quoted by their codes only, and every later
+	// text from the server is filtered (secrets.go).
+	s.secrets = newScrubber(append([]string{e.Password, initial}, responses...)...)
+	s.authPhase = true
 	r, err := s.sasl(mech, initial, responses)
 	if err != nil {
 		return s.broken("AUTH", err, false), false, true
 	}
-	said := report.RemoteSaid(scrub(r.Text, secrets))
+	said := s.said(r)
+	s.authPhase = false
 	head := "Connected to " + ip + " but AUTH " + mech + " as " + e.User + " failed"
 	switch r.Class() {
 	case 2:
@@ -205,15 +210,4 @@ func (s *session) sasl(mech, initial string, responses []string) (smtp.Reply, er
 		responses = responses[1:]
 	}
 	return r, err
-}
-
-// scrub hides the secrets in a server's reply, in case it quotes what we
-// sent: a report must never hold a password.
-func scrub(text string, secrets []string) string {
-	for _, x := range secrets {
-		if x != "" {
-			text = strings.ReplaceAll(text, x, "(hidden)")
-		}
-	}
-	return text
 }

@@ -96,6 +96,7 @@ func useSMTPUTF8(ext smtp.Extensions, sender string, rcpts []string) bool {
 // rcptLine is one recipient: its RCPT command, or why it cannot have one.
 type rcptLine struct {
 	cmd string // "RCPT TO:<...>"; "" for an address SMTP cannot carry
+	why string // with cmd "": the h report's text
 }
 
 // transaction sends MAIL, the RCPTs and DATA, and reads their replies,
@@ -112,17 +113,31 @@ func (s *session) transaction() (o outcome, quit, ok bool) {
 
 	// An envelope address holding CR or LF would forge commands (stock
 	// quote.c escapes them with a backslash, which a server reading lines
-	// does not see). Such an address can never be delivered.
+	// does not see), and so would a domain part holding '>' and a space
+	// (only local parts are quoted, as in stock): "MAIL FROM:<x@y.test>
+	// AUTH=<>>". Such an address can never be delivered: D for the
+	// sender, h for a recipient, and nothing of it on the wire.
 	sender := quote(s.cfg.sender)
 	if strings.ContainsAny(sender, "\r\n") {
 		s.inTransaction = true // a final answer: no other server will do better
 		return outcome{report.Permanent, "Sorry, the sender address holds a CR or LF, which SMTP cannot carry. (#5.1.7)\n"}, true, false
 	}
+	if err := smtp.CheckDomain(s.cfg.sender); err != nil {
+		s.inTransaction = true
+		return outcome{report.Permanent, "Sorry, the sender address cannot go into a MAIL command: " + err.Error() + ". (#5.1.7)\n"}, true, false
+	}
 	rcpts := make([]rcptLine, len(s.cfg.rcpts))
 	for i, a := range s.cfg.rcpts {
-		if q := quote(a); !strings.ContainsAny(q, "\r\n") {
-			rcpts[i].cmd = "RCPT TO:<" + q + ">"
+		q := quote(a)
+		if strings.ContainsAny(q, "\r\n") {
+			rcpts[i].why = "Sorry, the recipient address holds a CR or LF, which SMTP cannot carry. (#5.1.3)\n"
+			continue
 		}
+		if err := smtp.CheckDomain(a); err != nil {
+			rcpts[i].why = "Sorry, the recipient address cannot go into a RCPT command: " + err.Error() + ". (#5.1.3)\n"
+			continue
+		}
+		rcpts[i].cmd = "RCPT TO:<" + q + ">"
 	}
 
 	mail := "MAIL FROM:<" + sender + ">"
@@ -145,6 +160,12 @@ func (s *session) transaction() (o outcome, quit, ok bool) {
 		mail += " SMTPUTF8" // RFC 6531 3.4
 	}
 
+	// A server that has spoken since its last reply is out of step
+	// (step.go): nothing of the transaction has gone yet, so another
+	// server may do better (exit 10).
+	if err := s.inStep("before I sent MAIL"); err != nil {
+		return s.broken("MAIL", err, false), false, false
+	}
 	s.inTransaction = true
 	// RFC 2920: a server that offers PIPELINING gets the whole envelope
 	// and DATA in one write. Nothing is ever pipelined past DATA (the
@@ -167,7 +188,7 @@ func (s *session) lockStep(mail string, rcpts []rcptLine) (o outcome, quit, ok b
 	accepted := 0
 	for _, rc := range rcpts {
 		if rc.cmd == "" {
-			writeUncarriable()
+			writeRefused(rc.why)
 			continue
 		}
 		if r, err = s.command(rc.cmd, "RCPT"); err != nil {
@@ -231,7 +252,7 @@ func (s *session) pipelined(mail string, rcpts []rcptLine) (o outcome, quit, ok 
 	for _, rc := range rcpts {
 		if rc.cmd == "" {
 			if !mailRefused {
-				writeUncarriable()
+				writeRefused(rc.why)
 			}
 			continue
 		}
@@ -261,7 +282,17 @@ func (s *session) pipelined(mail string, rcpts []rcptLine) (o outcome, quit, ok 
 		}
 		return s.broken("MAIL", &sendError{"MAIL", err}, false), false, false
 	}
-
+	// One reply per command sent, no more (SPEC 7): anything beyond is
+	// the answer to nothing we sent, however much it looks like the
+	// verdict on a message not yet sent, and the replies we read may be
+	// shifted too. Not even the body goes out.
+	last := "DATA"
+	if sent == 0 {
+		last = "MAIL"
+	}
+	if err := s.inStep("after the reply to " + last); err != nil {
+		return s.broken(last, err, false), false, false
+	}
 	if sent > 0 && r.Code == 354 && (mailRefused || accepted == 0) {
 		// The server wants a message we will not send. RSET or QUIT
 		// would only be message text now: end DATA with an empty body
@@ -290,10 +321,11 @@ func (s *session) pipelined(mail string, rcpts []rcptLine) (o outcome, quit, ok 
 	return outcome{}, false, true
 }
 
-// writeUncarriable is the report of a recipient that SMTP cannot carry
-// (a CR or LF in it): no RCPT is ever sent for it.
-func writeUncarriable() {
-	report.Write(os.Stdout, report.RcptPermanent, "Sorry, the recipient address holds a CR or LF, which SMTP cannot carry. (#5.1.3)\n")
+// writeRefused is the report of a recipient that SMTP cannot carry (a CR
+// or LF in it, a domain part that would end the path): no RCPT is ever
+// sent for it.
+func writeRefused(why string) {
+	report.Write(os.Stdout, report.RcptPermanent, why)
 }
 
 // mailRefused maps the reply to MAIL: anything but 2xx ends the
@@ -303,9 +335,9 @@ func (s *session) mailRefused(r smtp.Reply) (outcome, bool) {
 	case 2:
 		return outcome{}, false
 	case 5:
-		return outcome{report.Permanent, "Connected to " + s.cfg.ip + " but sender was rejected.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Permanent, "Connected to " + s.cfg.ip + " but sender was rejected.\n" + s.said(r)}, true
 	default:
-		return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but sender was rejected.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but sender was rejected.\n" + s.said(r)}, true
 	}
 }
 
@@ -317,9 +349,9 @@ func (s *session) rcptReport(r smtp.Reply) bool {
 		report.Write(os.Stdout, report.RcptOK, "")
 		return true
 	case 5:
-		report.Write(os.Stdout, report.RcptPermanent, s.cfg.ip+" does not like recipient.\n"+report.RemoteSaid(r.Text))
+		report.Write(os.Stdout, report.RcptPermanent, s.cfg.ip+" does not like recipient.\n"+s.said(r))
 	default:
-		report.Write(os.Stdout, report.RcptTemporary, s.cfg.ip+" does not like recipient.\n"+report.RemoteSaid(r.Text))
+		report.Write(os.Stdout, report.RcptTemporary, s.cfg.ip+" does not like recipient.\n"+s.said(r))
 	}
 	return false
 }
@@ -337,8 +369,8 @@ func (s *session) dataRefused(r smtp.Reply) (outcome, bool) {
 	case r.Code == 354:
 		return outcome{}, false
 	case r.Class() == 5:
-		return outcome{report.Permanent, s.cfg.ip + " failed on DATA command.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Permanent, s.cfg.ip + " failed on DATA command.\n" + s.said(r)}, true
 	default:
-		return outcome{report.Temporary, s.cfg.ip + " failed on DATA command.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Temporary, s.cfg.ip + " failed on DATA command.\n" + s.said(r)}, true
 	}
 }

@@ -41,6 +41,7 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
 )
@@ -118,7 +119,11 @@ func main() {
 		chain.Usage(usage)
 	}
 	cfg := readEnv()
-	s := &session{cfg: cfg, r: openServerFd(fdRead), w: openServerFd(fdWrite)}
+	cell, err := progress.FromEnv()
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	}
+	s := &session{cfg: cfg, cell: cell, r: openServerFd(fdRead), w: openServerFd(fdWrite)}
 	s.br = bufio.NewReaderSize(s.r, 4096)
 	os.Exit(s.run())
 }
@@ -271,6 +276,13 @@ type session struct {
 	ext  smtp.Extensions // the extensions of the EHLO reply (after TLS: the new one)
 	// inTransaction: MAIL has been sent. Before, every failure is exit 10.
 	inTransaction bool
+	// cell records how far we got, for whoever outlives us if we are
+	// killed (package progress): "Possible duplicate!" or not.
+	cell *progress.Cell
+	// secrets: once AUTH began, what no report may quote (secrets.go);
+	// authPhase: AUTH runs, and its replies are quoted by code only.
+	secrets   *scrubber
+	authPhase bool
 }
 
 // outcome ends the session: one message report and the exit status.
@@ -280,11 +292,21 @@ type outcome struct {
 }
 
 func (s *session) run() int {
-	// fd 0 is a regular file; the pre-scan read it to the end.
+	// fd 0 is a regular file under qmail-remote, which checked; by hand it
+	// might be a device that never ends (/dev/zero) and a body that never
+	// ends with it.
+	if st, err := os.Stdin.Stat(); err != nil || !st.Mode().IsRegular() {
+		report.Write(os.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\nfd 0 is not a regular file.\n")
+		return 0
+	}
+	// The pre-scan read it to the end.
 	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
 		report.Write(os.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+sentence("Cannot seek fd 0", err))
 		return 0
 	}
+	// Whatever happened in an earlier run on this connection, the dot
+	// has not gone out yet.
+	s.cell.Set(progress.BeforeDot)
 	o, quit := s.deliver()
 	if quit {
 		s.quit()
@@ -323,7 +345,7 @@ func (s *session) deliver() (outcome, bool) {
 			return s.broken(stepGreeting, err, false), false
 		}
 		if r.Code != 220 {
-			return outcome{report.Temporary, "Connected to " + ip + " but greeting failed.\n" + report.RemoteSaid(r.Text)}, true
+			return outcome{report.Temporary, "Connected to " + ip + " but greeting failed.\n" + s.said(r)}, true
 		}
 	}
 
@@ -339,14 +361,14 @@ func (s *session) deliver() (outcome, bool) {
 		// Not "my name was rejected": the name was fine before the
 		// handshake, and what changed is TLS (a server that wants a
 		// client certificate refuses here, for one).
-		return outcome{report.Temporary, "Connected to " + ip + " but it refused EHLO under TLS.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Temporary, "Connected to " + ip + " but it refused EHLO under TLS.\n" + s.said(r)}, true
 	default:
 		// Servers that do not speak ESMTP exist (RFC 5321 3.2).
 		if r, err = s.command("HELO "+s.cfg.helo, "HELO"); err != nil {
 			return s.broken("HELO", err, false), false
 		}
 		if r.Class() != 2 {
-			return outcome{report.Temporary, "Connected to " + ip + " but my name was rejected.\n" + report.RemoteSaid(r.Text)}, true
+			return outcome{report.Temporary, "Connected to " + ip + " but my name was rejected.\n" + s.said(r)}, true
 		}
 	}
 
@@ -370,7 +392,19 @@ func (s *session) deliver() (outcome, bool) {
 		return o, quit
 	}
 
-	err = sendBody(deadlineWriter{s.w, s.cfg.timeout}) // mapsend.go
+	if err := s.inStep("after the reply to DATA, before the message"); err != nil {
+		return s.broken(stepBody, err, false), false
+	}
+	// Each block of the body goes out only while the server keeps quiet,
+	// and the dot only if it still has said nothing (step.go); the
+	// progress cell learns that the dot may be out right before it is.
+	err = sendBody(stepWriter{s, deadlineWriter{s.w, s.cfg.timeout}}, func() error {
+		if err := s.inStep("before I sent the final dot"); err != nil {
+			return err
+		}
+		s.cell.Set(progress.Dot)
+		return nil
+	}) // mapsend.go
 	var mre *msgReadError
 	switch {
 	case errors.Is(err, smtp.ErrPartialFinalLine):
@@ -391,14 +425,14 @@ func (s *session) deliver() (outcome, bool) {
 	}
 	switch r.Class() {
 	case 2:
-		return outcome{report.Delivered, ip + " accepted message.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Delivered, ip + " accepted message.\n" + s.said(r)}, true
 	case 5:
-		return outcome{report.Permanent, ip + " failed after I sent the message.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Permanent, ip + " failed after I sent the message.\n" + s.said(r)}, true
 	case 4:
-		return outcome{report.Temporary, ip + " failed after I sent the message.\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Temporary, ip + " failed after I sent the message.\n" + s.said(r)}, true
 	default:
 		// 3xx after the dot is no answer SMTP allows; stock would say K.
-		return outcome{report.Temporary, ip + " failed after I sent the message: that reply is not a 2xx, 4xx or 5xx. Possible duplicate! (#4.4.2)\n" + report.RemoteSaid(r.Text)}, true
+		return outcome{report.Temporary, ip + " failed after I sent the message: that reply is not a 2xx, 4xx or 5xx. Possible duplicate! (#4.4.2)\n" + s.said(r)}, true
 	}
 }
 
@@ -439,7 +473,7 @@ func (s *session) startTLS() (o outcome, quit, giveUp bool) {
 		if !require {
 			return outcome{}, false, false
 		}
-		return outcome{report.Temporary, "Connected to " + ip + " but it refused STARTTLS, and TLS is required" + strictness + ". (#4.7.0)\n" + report.RemoteSaid(r.Text)}, true, true
+		return outcome{report.Temporary, "Connected to " + ip + " but it refused STARTTLS, and TLS is required" + strictness + ". (#4.7.0)\n" + s.said(r)}, true, true
 	}
 	// CVE-2011-0411: whatever came after the 220 was sent before the
 	// handshake, in cleartext, by the server or by someone in the middle,
@@ -447,7 +481,7 @@ func (s *session) startTLS() (o outcome, quit, giveUp bool) {
 	// What arrives later still is caught by the handshake, which reads it
 	// as a broken TLS record. No QUIT: the server now waits for a
 	// handshake, not for commands.
-	if n := s.br.Buffered(); n > 0 {
+	if n := s.unread(); n > 0 {
 		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but it sent data after its STARTTLS reply (response injection?). (#4.7.0)\n%d bytes came after the 220 reply, before the TLS handshake.\n", ip, n)}, false, true
 	}
 	err = s.execTLS()
@@ -497,8 +531,12 @@ func (s *session) execTLS() error {
 	return fmt.Errorf("unable to exec %s: %w", path, err)
 }
 
-// command sends one command line and reads its reply.
+// command sends one command line and reads its reply. Nothing may be
+// waiting from the server before the command goes (step.go).
 func (s *session) command(line, verb string) (smtp.Reply, error) {
+	if err := s.inStep("before I sent " + verb); err != nil {
+		return smtp.Reply{}, err
+	}
 	s.w.SetWriteDeadline(time.Now().Add(s.cfg.timeout))
 	if _, err := s.w.Write([]byte(line + "\r\n")); err != nil {
 		return smtp.Reply{}, &sendError{verb, err}
@@ -560,21 +598,37 @@ func sending(step string) string {
 	return "sending " + step
 }
 
-// broken reports a connection that died, timed out, or spoke something
-// other than SMTP at step. The first line keeps the stock wording for a
-// lost connection; a second line says what happened.
+// broken reports a connection that died, timed out, spoke something
+// other than SMTP, or answered out of step at step. The first line keeps
+// the stock wording for a lost connection; a second line says what
+// happened. Whatever quotes the server goes through the secrets' filter
+// (secrets.go).
 func (s *session) broken(step string, err error, afterDot bool) outcome {
 	dup := ""
 	if afterDot {
 		dup = "Possible duplicate! "
 	}
+	var oos *outOfStep
+	if errors.As(err, &oos) {
+		// Found before the dot was written (step.go): never a duplicate.
+		return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but the session is out of step: it answered before I asked. (#4.4.2)\n" +
+			s.secrets.hide(oos.Error()+".\n") + s.serverText(s.peekUnread())}
+	}
 	var re *replyError
 	doing := sending(step)
 	if errors.As(err, &re) {
 		doing = waiting(step)
-		if errors.Is(err, smtp.ErrMalformedReply) || errors.Is(err, smtp.ErrReplyTooLong) {
+		if errors.Is(err, smtp.ErrMalformedReply) || errors.Is(err, smtp.ErrLineTooLong) {
 			head := "Connected to " + s.cfg.ip + " but its reply was not SMTP. " + dup + "(#4.4.2)\n"
-			return outcome{report.Temporary, head + sentence("Bad reply while "+doing, re.err) + report.RemoteSaid(re.reply.Text)}
+			why := re.err
+			if s.authPhase {
+				// The details quote the reply: only the kind of fault.
+				why = smtp.ErrMalformedReply
+				if errors.Is(err, smtp.ErrLineTooLong) {
+					why = smtp.ErrLineTooLong
+				}
+			}
+			return outcome{report.Temporary, head + s.secrets.hide(sentence("Bad reply while "+doing, why)) + s.serverText(re.reply.Text)}
 		}
 	}
 	head := "Connected to " + s.cfg.ip + " but connection died. " + dup + "(#4.4.2)\n"

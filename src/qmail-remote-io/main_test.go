@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtptest"
 )
@@ -46,7 +47,8 @@ type opts struct {
 	timeout string            // QMAILREMOTE_TIMEOUTREMOTE; default "5"
 	env     map[string]string // more variables ("" value: unset the default)
 	args    []string
-	noFds   bool // run without fds 6 and 7
+	noFds   bool           // run without fds 6 and 7
+	cell    *progress.Cell // the progress cell, on fd 3
 }
 
 func str(s string) *string { return &s }
@@ -132,6 +134,10 @@ func deliver(t testing.TB, addr string, o opts) run {
 		}
 		defer f.Close()
 		cmd.ExtraFiles = []*os.File{null, null, null, f, f}
+		if o.cell != nil {
+			cmd.ExtraFiles[0] = o.cell.File()
+			cmd.Env = append(cmd.Env, progress.Env+"=3")
+		}
 	}
 	err = cmd.Run()
 	r := run{stdout: stdout.Bytes(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
@@ -411,7 +417,7 @@ func TestMalformed(t *testing.T) {
 		{"mixed codes", smtptest.Script{Ehlo: "250-hi\n550 no"}, 10, "",
 			"Connected to 127.0.0.1 but its reply was not SMTP. (#4.4.2)\nBad reply while waiting for the reply to EHLO: malformed SMTP reply: a line with code 550 in a reply with code 250.\nRemote host said: 250-hi\n550 no\n"},
 		{"10 MB line", smtptest.Script{Greeting: "220 " + huge}, 10, "",
-			"Connected to 127.0.0.1 but its reply was not SMTP. (#4.4.2)\nBad reply while waiting for the greeting: SMTP reply longer than 1 MiB.\nRemote host said: 220 xxx"},
+			"Connected to 127.0.0.1 but its reply was not SMTP. (#4.4.2)\nBad reply while waiting for the greeting: SMTP reply line longer than 1 MiB.\nRemote host said: 220 xxx"},
 		{"10 MB line after the dot", smtptest.Script{AfterDot: "250 " + huge}, 0, "r",
 			"Connected to 127.0.0.1 but its reply was not SMTP. Possible duplicate! (#4.4.2)\n"},
 		{"1xx after the dot", smtptest.Script{AfterDot: "150 huh"}, 0, "r",
@@ -478,8 +484,8 @@ func TestMessageUnreadable(t *testing.T) {
 	}
 
 	srv = smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
-	r = deliver(t, srv.Addr, opts{msgFile: t.TempDir()}) // a directory: read fails
-	r.want(t, 0, 'Z', "r", "Unable to read message. (#4.3.0)\nError reading the message: is a directory.\n")
+	r = deliver(t, srv.Addr, opts{msgFile: t.TempDir()}) // a directory: refused before anything is sent
+	r.want(t, 0, 'Z', "", "Unable to read message. (#4.3.0)\nfd 0 is not a regular file.\n")
 	srv.Close()
 	if m := srv.Messages(); len(m) > 0 && m[0].Done {
 		t.Errorf("server got %+v", m)

@@ -22,20 +22,21 @@ const giveBackStep = 256 << 10
 // truncated while we sent it.
 var errShrank = errors.New("the message shrank while I was sending it")
 
-// sendBody sends the message on fd 0, from its start, as the DATA body.
+// sendBody sends the message on fd 0, from its start, as the DATA body,
+// calling beforeDot right before the write that ends it (smtp.SendOptions).
 // It maps the file read-only and transforms it where the page cache holds
 // it (smtp.SendBodyBytes): read(2) would first copy every byte into a
 // buffer, about a third of the send's CPU time for a big message. A file
 // the kernel will not map is read as before. Errors are SendBody's: a
 // problem with the message is a *msgReadError.
-func sendBody(w io.Writer) error {
+func sendBody(w io.Writer, beforeDot func() error) error {
 	m, err := mapMessage(os.Stdin)
 	if err != nil {
-		_, err = smtp.SendBody(w, msgReader{os.Stdin})
+		_, err = smtp.SendBodyWith(w, msgReader{os.Stdin}, smtp.SendOptions{BeforeDot: beforeDot})
 		return err
 	}
 	defer unix.Munmap(m)
-	return sendMapped(w, m)
+	return sendMapped(w, m, beforeDot)
 }
 
 // mapMessage maps the whole of f, as long as it is now. The empty
@@ -66,7 +67,7 @@ func mapMessage(f *os.File) ([]byte, error) {
 // (SIGBUS) past its new end: with SetPanicOnFault that is a panic in this
 // goroutine, which becomes a read error here, never a crash; the caller
 // then drops the connection without the dot.
-func sendMapped(w io.Writer, m []byte) (err error) {
+func sendMapped(w io.Writer, m []byte, beforeDot func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -87,6 +88,6 @@ func sendMapped(w io.Writer, m []byte) (err error) {
 	}
 	// The stats are not used here: QMAILREMOTE_MSG8BIT already said
 	// whether the message has 8-bit bytes (BODY=8BITMIME).
-	_, err = smtp.SendBodyBytes(w, m, smtp.SendOptions{Skip8Bit: true, Done: done})
+	_, err = smtp.SendBodyBytes(w, m, smtp.SendOptions{Skip8Bit: true, Done: done, BeforeDot: beforeDot})
 	return err
 }

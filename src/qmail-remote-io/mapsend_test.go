@@ -40,7 +40,7 @@ func TestSendMapped(t *testing.T) {
 		}
 		defer unmap(m)
 		var got, want bytes.Buffer
-		errGot := sendMapped(&got, m)
+		errGot := sendMapped(&got, m, nil)
 		_, errWant := smtp.SendBody(&want, strings.NewReader(body))
 		if !bytes.Equal(got.Bytes(), want.Bytes()) || !errors.Is(errGot, errWant) {
 			t.Errorf("%d bytes: mapped %d bytes %v, read %d bytes %v", len(body), got.Len(), errGot, want.Len(), errWant)
@@ -62,7 +62,7 @@ func TestSendMappedTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = sendMapped(&out, m)
+	err = sendMapped(&out, m, nil)
 	var mre *msgReadError
 	if !errors.As(err, &mre) || !errors.Is(mre.err, errShrank) {
 		t.Fatalf("got %v, want a read error", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"qmail-remote-go/src/internal/anchors"
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/report"
@@ -39,9 +40,17 @@ func exportAuth(home string, r routes.Route) {
 	if !found {
 		return
 	}
-	if os.Getenv(chainenv.TrustAnchors) == "" {
-		outcome(smtpauth.File + " has credentials for " + r.Relay + ":" + strconv.Itoa(r.Port) +
+	where := r.Relay + ":" + strconv.Itoa(r.Port)
+	ta := os.Getenv(chainenv.TrustAnchors)
+	if ta == "" {
+		outcome(smtpauth.File + " has credentials for " + where +
 			" but control/trustanchors is not set: a password never goes to an unverified server. (#4.7.0)\n")
+	}
+	// Level 2 from here on: with anchors that verify nothing, every
+	// server would fail one after another; say so before connecting.
+	if err := anchors.Check(ta); err != nil {
+		outcome("Unable to read control files: " + smtpauth.File + " has credentials for " + where +
+			" but control/trustanchors names " + ta + ": " + err.Error() + ". (#4.3.0)\n")
 	}
 	os.Setenv(chainenv.Auth, e.Method)
 	os.Setenv(chainenv.TLSStrictness, "2")

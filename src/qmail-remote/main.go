@@ -24,6 +24,7 @@ import (
 	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/guard"
 	"qmail-remote-go/src/internal/paths"
+	"qmail-remote-go/src/internal/regular"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
 )
@@ -76,7 +77,7 @@ func run(args []string) (out guard.Outcome) {
 		return zero(report.Temporary, "Unable to read message: "+err.Error()+". (#4.3.0)\n")
 	}
 
-	env := cleanEnv(os.Environ())
+	env := cleanEnv(os.Environ(), os.Getenv(chainenv.KeepGoEnv) == "1")
 	set := func(k, v string) { env = append(env, k+"="+v) }
 	set(chainenv.QmailHome, home)
 	set(chainenv.QmailRun, run)
@@ -201,6 +202,11 @@ func readControl() (c controls, err error) {
 	if err := checkTLSFiles(c); err != nil {
 		return c, err
 	}
+	if c.tlsStrictness == 2 {
+		if err := requireAnchors(c.trustAnchors); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
 }
 
@@ -209,28 +215,29 @@ func readControl() (c controls, err error) {
 // connection, not as a cleartext delivery or a failure per server. Only
 // readability: parsing certificates is the TLS stage's job (and keeps
 // crypto out of this program's start-up).
+//
+// Every file is opened without blocking and must be what its name says
+// (regular.Open, regular.OpenDir): a FIFO in place of the client key would
+// otherwise hang every delivery in open(2), a device would be read as one.
 func checkTLSFiles(c controls) error {
 	if c.trustAnchors != "" {
-		st, err := os.Stat(c.trustAnchors)
-		switch {
-		case err != nil:
-			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, errText(err))
-		case strings.HasSuffix(c.trustAnchors, "/") && !st.IsDir():
-			return fmt.Errorf("control/trustanchors names %s, which is not a directory", c.trustAnchors)
-		case !strings.HasSuffix(c.trustAnchors, "/") && !st.Mode().IsRegular():
+		open := regular.Open
+		if strings.HasSuffix(c.trustAnchors, "/") {
+			open = regular.OpenDir
+		} else if st, err := os.Stat(c.trustAnchors); err == nil && st.IsDir() {
 			return fmt.Errorf("control/trustanchors names %s, which is not a file (a directory must end in /)", c.trustAnchors)
 		}
-		if f, err := os.Open(c.trustAnchors); err != nil {
+		f, err := open(c.trustAnchors)
+		if err != nil {
 			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, errText(err))
-		} else {
-			f.Close()
 		}
+		f.Close()
 	}
 	for _, f := range []struct{ control, path string }{{"control/clientcert", c.clientCert}, {"control/clientkey", c.clientKey}} {
 		if f.path == "" {
 			continue
 		}
-		h, err := os.Open(f.path)
+		h, err := regular.Open(f.path)
 		if err != nil {
 			return fmt.Errorf("%s names %s: %v", f.control, f.path, errText(err))
 		}
@@ -269,16 +276,21 @@ func scan(f *os.File) (smtp.BodyStats, error) {
 }
 
 // cleanEnv drops every variable that could steer the chain from outside:
-// the chain's own, the UCSPI ones the connector sets, and the TLS ones a
-// tls-io stage reads (s6 names).
-func cleanEnv(env []string) []string {
+// the chain's own, the UCSPI ones the connector sets, the TLS ones a
+// tls-io stage reads (s6 names), and, unless keepGo
+// (QMAILREMOTE_KEEPGOENV=1, for debugging), every GO* variable:
+// GOTRACEBACK=crash would make a stage that holds the smarthost password
+// dump core, GODEBUG and GOMAXPROCS change how every stage runs, and
+// none of them is the caller's business.
+func cleanEnv(env []string, keepGo bool) []string {
 	drop := []string{"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT",
 		"TCPREMOTEHOST", "TCPLOCALHOST", "TCPREMOTEINFO",
 		"CAFILE", "CADIR", "CERTFILE", "KEYFILE", "TLS_UID", "TLS_GID"}
 	out := env[:0:0]
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, chainenv.Prefix) || strings.HasPrefix(k, "SSL_") || slices.Contains(drop, k) {
+		if strings.HasPrefix(k, chainenv.Prefix) || strings.HasPrefix(k, "SSL_") || slices.Contains(drop, k) ||
+			!keepGo && strings.HasPrefix(k, "GO") {
 			continue
 		}
 		out = append(out, kv)

@@ -20,6 +20,7 @@ const (
 	QmailHome      = "QMAILREMOTE_QMAILHOME"
 	QmailRun       = "QMAILREMOTE_QMAILRUN"
 	LibexecDir     = "QMAILREMOTE_LIBEXECDIR" // read by qmail-remote only
+	KeepGoEnv      = "QMAILREMOTE_KEEPGOENV"  // read by qmail-remote only: 1 keeps GO* variables
 	Host           = "QMAILREMOTE_HOST"
 	Sender         = "QMAILREMOTE_SENDER"
 	Rcpts          = "QMAILREMOTE_RCPTS"
