@@ -1602,7 +1602,8 @@ fi
 # through control/smtproutes and its credentials in control/smtpauth
 # ($T/qmail-auth), verifies its certificate against the test CA, and must
 # deliver byte-exact with "Authenticated as USER." in its K report; a wrong
-# password leaves the mail queued (Z with Exim's 535 text) and delivers
+# password leaves the mail queued (Z with Exim's 535, its code only: a
+# reply to AUTH is never quoted, it might echo the password) and delivers
 # nothing; no credentials for port 587 get Exim's refusal at RCPT. The
 # password must show up in no report, no log and no stage's argv or
 # environment (the spy's log).
@@ -1615,7 +1616,7 @@ if [ "$TLS" = 1 ]; then
 	AUTHVIA="mx-exim.test $EX4 587 starttls good"
 	expect_k starttls587-auth exim "$EX4 $EX6" "$MSGS/small" submission.test "$S" relay@submission.test
 	AUTHVIA="ex4.mx.test $EX4 465 smtps bad"
-	expect_fail wrong-password exim IPv4 "Z*535 Incorrect authentication data*" -- badpass.test "$S" relay@badpass.test
+	expect_fail wrong-password exim IPv4 "Z*AUTH PLAIN as relayuser failed; check control/smtpauth.*Remote host said: 535 (the rest of this reply is not shown*" -- badpass.test "$S" relay@badpass.test
 	AUTHVIA="ex6.mx.test $EX6 587 starttls none"
 	expect_fail noauth-587 exim IPv6 "h$EX6 does not like recipient.*authentication required*" "DGiving up on $EX6*" -- \
 		noauth.test "$S" relay@noauth.test
