@@ -116,8 +116,11 @@ func needsQuoteUTF8(local string) bool {
 // RCPT TO as it is. QuoteAddress quotes only local parts, as stock does,
 // so a domain part holding '>' and a space would end the path and add
 // parameters of the sender's choosing ("MAIL FROM:<x@y.test> AUTH=<>>").
-// Allowed: an address literal, '[' then printable ASCII but '[', ']' and
-// '\' then ']' (RFC 5321 4.1.3; "#@[]", the double-bounce sender, is one),
+// Allowed: an address literal, '[' then letters, digits, '.', ':' and '-'
+// then ']' (IPv4, "IPv6:..." and tagged literals of RFC 5321 4.1.3;
+// "#@[]", the double-bounce sender, is one; RFC 5321 would let a tagged
+// literal hold any printable byte, '"' among them, which no real literal
+// has and a naive parser could take for the start of a quoted string),
 // or letters, digits, '-', '.', '_' (names real servers use) and bytes >=
 // 128 (U-labels, RFC 6531). An empty domain part has nothing wrong in
 // it. An address without '@' ("postmaster", the empty bounce sender) has
@@ -141,7 +144,7 @@ func CheckDomain(addr string) error {
 			return fmt.Errorf("its domain part %q is an address literal without its closing ']'", clipDomain(d))
 		}
 		for i := 1; i < len(d)-1; i++ {
-			if c := d[i]; c < 0x21 || c > 0x7e || c == '[' || c == ']' || c == '\\' {
+			if c := d[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == ':' || c == '-') {
 				return fmt.Errorf("its domain part %q holds %q, which no address literal may hold", clipDomain(d), c)
 			}
 		}

@@ -82,7 +82,7 @@ func TestCheckDomain(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"x@y.test> AUTH=<>", "r@example.test> NOTIFY=SUCCESS", "a@exa mple.test", "a@example.test\r\nRSET",
-		"a@<example.test>", "a@ex\x00ample", "a@[192.0.2.1", "a@[192.0.2.1]>", "a@[1 2]", "a@[a\\b]",
+		"a@<example.test>", "a@ex\x00ample", "a@[192.0.2.1", "a@[192.0.2.1]>", "a@[1 2]", "a@[a\\b]", "@[\"]", "a@[x\">y]",
 		"a@example.test\t", "a@ex(ample)", "a@ex\x7fample", "foo>bar", "post master", "x\r\n",
 	} {
 		if err := CheckDomain(bad); err == nil {
