@@ -52,8 +52,12 @@ func newHome(t *testing.T) *home {
 	// Loopback is one of this host's interfaces; the tests deliver to it
 	// by MX, so take it out of the loop rule the way an admin would.
 	h.control("notipme", "127.0.0.1\n::1\n")
-	h.control("timeoutconnect", "5\n")
-	h.control("timeoutremote", "5\n")
+	// Generous: they bound every healthy connect, TLS handshake and reply,
+	// on a machine that may be busy with other work. A test of a stall or
+	// a timeout sets its own value (TestMisbehavingServers, the fault
+	// matrix), never relies on these.
+	h.control("timeoutconnect", "30\n")
+	h.control("timeoutremote", "30\n")
 	return h
 }
 

@@ -59,7 +59,7 @@ empty) exit 0 ;;
 next11) printf 'ZTLS handshake with %s failed: bad record MAC.\n\000' "$QMAILREMOTE_MXNAME"; exit 11 ;;
 next-rcpt) printf 'rfoo\000Zbar\000'; exit 10 ;;
 next-K) printf 'Kfoo\000'; exit 10 ;;
-sleep) echo $$ > "$FAKE_LOG.pid"; exec sleep 20 ;;
+sleep) echo $$ > "$FAKE_LOG.pid"; exec sleep 300 ;;
 tls)
   # A server per its MX name: plain* offers no STARTTLS, broken* fails
   # the handshake, any other does TLS. As qmail-remote-io and tlsio would.
@@ -114,7 +114,7 @@ func listen(t *testing.T, network, addr string) *server {
 			if err != nil {
 				return
 			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a backstop
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			s.mu.Lock()
@@ -185,7 +185,7 @@ func newDelivery(t *testing.T, port, candidates string) *delivery {
 	d.env = map[string]string{
 		chainenv.Candidates:     candidates,
 		chainenv.Port:           port,
-		chainenv.TimeoutConnect: "5",
+		chainenv.TimeoutConnect: "30", // generous: every connect here is to loopback and must succeed or be refused
 		chainenv.QmailHome:      home,
 		chainenv.QmailRun:       filepath.Join(home, "run"),
 		chainenv.Rcpts:          "2",
@@ -223,7 +223,7 @@ func (d *delivery) run(args ...string) *delivery {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(25 * time.Second):
+	case <-time.After(60 * time.Second): // a backstop, beyond timeoutconnect
 		cmd.Process.Kill()
 		<-done
 		d.t.Fatal("qmail-remote-connect hung")
@@ -541,20 +541,24 @@ func TestChildDiesWithUs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
+	// The waits below end as soon as what they wait for has happened;
+	// their limit is a backstop, well within the child's own sleep
+	// (fakeScript: 300 s), so that the child cannot pass by ending itself.
+	const backstop = 30 * time.Second
 	var pid int
-	for range 100 {
+	for end := time.Now().Add(backstop); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		b, _ := os.ReadFile(d.log + ".pid")
-		if _, err := fmt.Sscan(string(b), &pid); err == nil {
+		if n, err := fmt.Sscan(string(b), &pid); err == nil && n == 1 && strings.HasSuffix(string(b), "\n") {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		pid = 0
 	}
 	if pid == 0 {
 		cmd.Process.Kill()
 		t.Fatal("the child never started")
 	}
 	cmd.Process.Kill()
-	for range 100 {
+	for end := time.Now().Add(backstop); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if unix.Kill(pid, 0) == unix.ESRCH {
 			return
 		}
@@ -562,7 +566,6 @@ func TestChildDiesWithUs(t *testing.T) {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(b), ") Z ") {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	unix.Kill(pid, unix.SIGKILL)
 	t.Fatal("the child outlived qmail-remote-connect")
@@ -605,14 +608,18 @@ func TestConnectTimeout(t *testing.T) {
 	d.env[chainenv.TimeoutConnect] = "1"
 	start := time.Now()
 	text := d.run().z()
-	if el := time.Since(start); el > 4*time.Second {
+	// The connect was given up on after timeoutconnect, not before; the
+	// upper limit is only a backstop (run has its own).
+	if el := time.Since(start); el < time.Second || el > 30*time.Second {
 		t.Errorf("took %v with timeoutconnect 1", el)
 	}
 	if text != "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\nConnection to 127.0.0.1 timed out.\n" {
 		t.Fatalf("text %q", text)
 	}
+	// Recorded during this test: not before it started (When is in whole
+	// seconds), nor in the future.
 	if r := d.tcpto()[0]; r.Addr != netip.MustParseAddr("127.0.0.1") || r.Count != 1 ||
-		time.Since(time.Unix(int64(r.When), 0)) > time.Minute {
+		r.When < uint64(start.Unix()) || r.When > uint64(time.Now().Unix()) {
 		t.Errorf("timeout not recorded in tcpto: %+v", r)
 	}
 }

@@ -184,7 +184,7 @@ func TestAuth(t *testing.T) {
 			if n := len(srv.AuthAttempts()); n != tc.attempts {
 				t.Errorf("%d AUTH exchanges, want %d: %+v", n, tc.attempts, srv.AuthAttempts())
 			}
-			waitLines(srv, "QUIT")
+			waitDone(t, srv)
 			lines := srv.Lines()
 			if has(lines, "MAIL") != (tc.mech != "") {
 				t.Errorf("server got %q", lines)
@@ -250,7 +250,7 @@ func TestSMTPSFake(t *testing.T) {
 			if len(files) != 1 {
 				t.Errorf("the TLS stage ran %d times", len(files))
 			}
-			waitLines(srv, "QUIT")
+			waitDone(t, srv)
 			first := "EHLO client.example.test"
 			if tc.script.Greeting != "" {
 				first = "QUIT"
@@ -320,7 +320,7 @@ func TestAuthRealTLSStage(t *testing.T) {
 			env["FAKE_TLSIO_REAL"] = tlsio
 			env["QMAILREMOTE_TRUSTANCHORS"] = bundle
 			env["QMAILREMOTE_MXNAME"] = tc.mxName
-			env["QMAILREMOTE_TIMEOUTCONNECT"] = "5"
+			env["QMAILREMOTE_TIMEOUTCONNECT"] = "30"
 			r := deliver(t, srv.Addr, opts{env: env})
 			r.want(t, tc.code, tc.letter, map[byte]string{'K': "r"}[tc.letter], tc.text)
 			noSecrets(t, r, dumps)

@@ -74,7 +74,7 @@ func TestRealTLSStage(t *testing.T) {
 				"QMAILREMOTE_TRUSTANCHORS":   bundle,
 				"QMAILREMOTE_TLSSTRICTNESS":  tc.strictness,
 				"QMAILREMOTE_MXNAME":         tc.mxName,
-				"QMAILREMOTE_TIMEOUTCONNECT": "5",
+				"QMAILREMOTE_TIMEOUTCONNECT": "30",
 			}
 			if tc.client {
 				env["QMAILREMOTE_CLIENTCERT"], env["QMAILREMOTE_CLIENTKEY"] = cert, key
@@ -85,7 +85,7 @@ func TestRealTLSStage(t *testing.T) {
 				t.Errorf("report %q", r.text())
 			}
 			want := "EHLO client.example.test|STARTTLS|EHLO client.example.test|MAIL FROM:<a@example.test>|RCPT TO:<b@example.test>|DATA|QUIT"
-			if got := lines(srv); got != want {
+			if got := lines(t, srv); got != want {
 				t.Errorf("server got %q, want %q", got, want)
 			}
 			m := srv.Messages()
@@ -113,7 +113,7 @@ func TestRealTLSStageFails(t *testing.T) {
 		"QMAILREMOTE_TRUSTANCHORS":   bundle,
 		"QMAILREMOTE_TLSSTRICTNESS":  "2",
 		"QMAILREMOTE_MXNAME":         "wrong.example.test",
-		"QMAILREMOTE_TIMEOUTCONNECT": "5",
+		"QMAILREMOTE_TIMEOUTCONNECT": "30",
 	}})
 	r.want(t, 11, 'Z', "", "Connected to 127.0.0.1 but the TLS handshake failed")
 	srv.Close()

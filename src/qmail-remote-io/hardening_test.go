@@ -292,7 +292,7 @@ func TestEnvelopeDomains(t *testing.T) {
 			if tc.rl != "" && tc.rl[0] == 'h' && !strings.Contains(r.res.Rcpts[0].Text, "cannot go into a RCPT command") {
 				t.Errorf("recipient report %q", r.res.Rcpts[0].Text)
 			}
-			waitLines(srv, "QUIT")
+			waitDone(t, srv)
 			var got []string
 			for _, l := range srv.Lines() {
 				if l != "QUIT" {

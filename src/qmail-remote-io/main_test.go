@@ -44,11 +44,14 @@ type opts struct {
 	msgFile string            // or this file
 	sender  *string           // default "a@example.test"
 	rcpts   []string          // default one, "b@example.test"
-	timeout string            // QMAILREMOTE_TIMEOUTREMOTE; default "5"
+	timeout string            // QMAILREMOTE_TIMEOUTREMOTE; default "30"
 	env     map[string]string // more variables ("" value: unset the default)
 	args    []string
 	noFds   bool           // run without fds 6 and 7
 	cell    *progress.Cell // the progress cell, on fd 3
+	// dialed, if set, is called once the test's connection to addr is
+	// established, before the program starts.
+	dialed func()
 }
 
 func str(s string) *string { return &s }
@@ -67,7 +70,9 @@ func deliver(t testing.TB, addr string, o opts) run {
 		o.rcpts = []string{"b@example.test"}
 	}
 	if o.timeout == "" {
-		o.timeout = "5"
+		// Generous: it bounds every healthy reply, on a machine that may
+		// be busy with other work. A stall case sets its own.
+		o.timeout = "30"
 	}
 	env := map[string]string{
 		"QMAILREMOTE_HELOHOST":      "client.example.test",
@@ -133,6 +138,9 @@ func deliver(t testing.TB, addr string, o opts) run {
 			t.Fatal(err)
 		}
 		defer f.Close()
+		if o.dialed != nil {
+			o.dialed()
+		}
 		cmd.ExtraFiles = []*os.File{null, null, null, f, f}
 		if o.cell != nil {
 			cmd.ExtraFiles[0] = o.cell.File()
@@ -183,13 +191,11 @@ func TestDelivered(t *testing.T) {
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{KeepData: true, AfterDot: "250-ok\n250 queued as 12345"})
 	r := deliver(t, srv.Addr, opts{msg: "Subject: t\n\n.hello\r\nworld\n"})
 	r.want(t, 0, 'K', "r", "127.0.0.1 accepted message.\nRemote host said: 250-ok\n250 queued as 12345\n")
-	lines := srv.Lines()
 	want := []string{"EHLO client.example.test", "MAIL FROM:<a@example.test>", "RCPT TO:<b@example.test>", "DATA", "QUIT"}
-	// QUIT is sent without waiting: give the server a moment to read it.
-	for i := 0; i < 100 && len(srv.Lines()) < len(want); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	lines = srv.Lines()
+	// QUIT is sent without waiting: the server has it once its session
+	// has ended.
+	waitDone(t, srv)
+	lines := srv.Lines()
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Errorf("server got %q, want %q", lines, want)
 	}
@@ -265,7 +271,7 @@ func TestReplies(t *testing.T) {
 					t.Errorf("recipient reports %q", r.stdout)
 				}
 			}
-			waitLines(srv, "QUIT")
+			waitDone(t, srv)
 			lines := srv.Lines()
 			if has(lines, "MAIL") != tc.mail || has(lines, "QUIT") != tc.quit {
 				t.Errorf("server got %q", lines)
@@ -287,20 +293,44 @@ func TestReplies(t *testing.T) {
 	}
 }
 
-// waitLines waits a little for a line the program sends without waiting
-// for a reply (QUIT).
-func waitLines(srv *smtptest.Server, prefix string) {
-	for i := 0; i < 50 && !has(srv.Lines(), prefix); i++ {
-		time.Sleep(10 * time.Millisecond)
+// waitDone waits until every session the server accepted has ended, the
+// program having exited: the server then has every line the program sent,
+// those it sends without waiting for a reply (QUIT) included. It ends as
+// soon as they have; the time limit is only a backstop for a session that
+// never ends, and fails the test.
+func waitDone(t *testing.T, srv *smtptest.Server) {
+	t.Helper()
+	n := srv.Conns()
+	if n == 0 {
+		t.Fatal("the server accepted no connection")
+	}
+	ss := srv.WaitSessions(n, 30*time.Second)
+	done := 0
+	for _, s := range ss {
+		if s.Done {
+			done++
+		}
+	}
+	if done < n {
+		t.Fatalf("%d of the server's %d sessions still open after 30s", n-done, n)
 	}
 }
 
 // TestBroken: the server closes, resets or stalls at every step.
+//
+// The timeout bounds the healthy steps before the faulty one too, on a
+// machine that may be busy: 30 s where the server closes or resets (the
+// program never waits it out), 10 s where it stalls (the program waits
+// it out, and the report must say so). The cases run in goroutines of
+// their own rather than under t.Parallel, which -parallel (by default
+// GOMAXPROCS) would ration: the stalls then cost one timeout in all.
 func TestBroken(t *testing.T) {
 	t.Parallel()
 	// Mid-body failures need a body larger than the socket buffers, or
 	// the whole of it could be sent before the server gives up.
 	big := strings.Repeat("a fairly long line of text for the body of the message\n", 32<<20/56)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, special := range []string{smtptest.Close, smtptest.Reset, smtptest.Stall} {
 		for _, tc := range []struct {
 			step   string
@@ -321,38 +351,52 @@ func TestBroken(t *testing.T) {
 			if special == smtptest.Stall && tc.step == "mid-body" {
 				continue // smtptest's Stall reads on: see TestStallMidBody
 			}
-			t.Run(special+"/"+tc.step, func(t *testing.T) {
-				t.Parallel()
-				srv := smtptest.Start(t, "127.0.0.1:0", tc.script)
-				addr := srv.Addr
-				if special == smtptest.Reset && tc.step == "greeting" {
-					// Reset at once, the dial itself may see it: wait.
-					addr = rawServer(t, func(c net.Conn, br *bufio.Reader) {
-						time.Sleep(200 * time.Millisecond)
-						c.(*net.TCPConn).SetLinger(0)
-					})
-				}
-				rcpts := []string{"b@example.test"}
-				if tc.step == "RCPT" {
-					rcpts = []string{"b@example.test", "c@example.test"}
-				}
-				start := time.Now()
-				msg := ""
-				if tc.step == "mid-body" {
-					msg = big
-				}
-				r := deliver(t, addr, opts{msg: msg, rcpts: rcpts, timeout: "1"})
-				r.want(t, tc.code, 'Z', tc.rl, tc.text)
-				if special == smtptest.Stall && !strings.Contains(r.text(), "Timed out after 1s") {
-					t.Errorf("stall: %q", r.text())
-				}
-				if d := time.Since(start); d > 10*time.Second {
-					t.Errorf("took %v", d)
-				}
-				if m := srv.Messages(); len(m) > 0 && tc.step == "mid-body" && m[0].Done {
-					t.Errorf("the message was completed")
-				}
-			})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t.Run(special+"/"+tc.step, func(t *testing.T) {
+					srv := smtptest.Start(t, "127.0.0.1:0", tc.script)
+					addr := srv.Addr
+					o := opts{timeout: "30"}
+					if special == smtptest.Stall {
+						o.timeout = "10"
+					}
+					if special == smtptest.Reset && tc.step == "greeting" {
+						// A reset that came before the dial returned
+						// would fail the dial itself: the server resets
+						// once the test's dial has returned, and before
+						// the program reads the greeting or after, the
+						// program finds the connection reset.
+						dialed := make(chan struct{})
+						o.dialed = sync.OnceFunc(func() { close(dialed) })
+						addr = rawServer(t, func(c net.Conn, br *bufio.Reader) {
+							<-dialed
+							c.(*net.TCPConn).SetLinger(0)
+						})
+						// Cleanups run last first: this one before
+						// rawServer's, which waits for the handler, so
+						// that a test ended before its dial cannot hang.
+						t.Cleanup(o.dialed)
+					}
+					o.rcpts = []string{"b@example.test"}
+					if tc.step == "RCPT" {
+						o.rcpts = []string{"b@example.test", "c@example.test"}
+					}
+					if tc.step == "mid-body" {
+						o.msg = big
+					}
+					// deliver's own time limit is the backstop for a
+					// program that never gives up.
+					r := deliver(t, addr, o)
+					r.want(t, tc.code, 'Z', tc.rl, tc.text)
+					if special == smtptest.Stall && !strings.Contains(r.text(), "Timed out after 10s") {
+						t.Errorf("stall: %q", r.text())
+					}
+					if m := srv.Messages(); len(m) > 0 && tc.step == "mid-body" && m[0].Done {
+						t.Errorf("the message was completed")
+					}
+				})
+			}()
 		}
 	}
 }
@@ -381,7 +425,8 @@ func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) string {
 }
 
 // TestStallMidBody: the server stops reading in the middle of the body;
-// the write deadline must catch it.
+// the write deadline must catch it. The timeout, 10 s, also bounds the
+// healthy replies before the body on a busy machine.
 func TestStallMidBody(t *testing.T) {
 	t.Parallel()
 	done := make(chan struct{})
@@ -396,9 +441,9 @@ func TestStallMidBody(t *testing.T) {
 	})
 	big := strings.Repeat("x", 1000) + "\n"
 	big = strings.Repeat(big, 64<<20/len(big))
-	r := deliver(t, addr, opts{msg: big, timeout: "1"})
+	r := deliver(t, addr, opts{msg: big, timeout: "10"})
 	close(done)
-	r.want(t, 0, 'Z', "r", "Connected to 127.0.0.1 but connection died. (#4.4.2)\nTimed out after 1s sending the message.\n")
+	r.want(t, 0, 'Z', "r", "Connected to 127.0.0.1 but connection died. (#4.4.2)\nTimed out after 10s sending the message.\n")
 }
 
 // TestMalformed: replies that are not SMTP.
@@ -648,6 +693,8 @@ type counter struct {
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return c.w.Write(p) }
 
 // TestPipes: fds 6 and 7 may be two pipes; deadlines work on them too.
+// The timeout bounds the healthy replies as well: 30 s without the stall,
+// 10 s with it (waited out once, at the end).
 func TestPipes(t *testing.T) {
 	t.Parallel()
 	for _, stall := range []bool{false, true} {
@@ -690,9 +737,15 @@ func TestPipes(t *testing.T) {
 		os.WriteFile(msg, []byte("hi\n.\n"), 0o600)
 		in, _ := os.Open(msg)
 		null, _ := os.Open(os.DevNull)
-		cmd := exec.Command(binary)
+		timeout := "30"
+		if stall {
+			timeout = "10"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a backstop
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binary)
 		cmd.Env = []string{"QMAILREMOTE_HELOHOST=h.example.test", "QMAILREMOTE_SENDER=a@example.test", "QMAILREMOTE_RCPTS=1",
-			"QMAILREMOTE_RCPT_1=b@example.test", "QMAILREMOTE_TIMEOUTREMOTE=1", "TCPREMOTEIP=192.0.2.1"}
+			"QMAILREMOTE_RCPT_1=b@example.test", "QMAILREMOTE_TIMEOUTREMOTE=" + timeout, "TCPREMOTEIP=192.0.2.1"}
 		cmd.Stdin = in
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -702,10 +755,10 @@ func TestPipes(t *testing.T) {
 		toSrv.Close()
 		// The program has exited and the last writer is closed: the
 		// server reads what is left (QUIT) and then EOF. Close its end
-		// only if it is stuck, or it may lose the QUIT.
+		// only if it is stuck (a backstop), or it may lose the QUIT.
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			fromClient.Close()
 			<-done
 		}
@@ -714,7 +767,7 @@ func TestPipes(t *testing.T) {
 		null.Close()
 		want := "r\x00K192.0.2.1 accepted message.\nRemote host said: 250 queued\n\x00"
 		if stall {
-			want = "r\x00Z192.0.2.1 connection died. Possible duplicate! (#4.4.2)\nTimed out after 1s waiting for the reply after the message.\n\x00"
+			want = "r\x00Z192.0.2.1 connection died. Possible duplicate! (#4.4.2)\nTimed out after 10s waiting for the reply after the message.\n\x00"
 			want = strings.Replace(want, "Z192.0.2.1", "ZConnected to 192.0.2.1 but", 1)
 		}
 		if err != nil || stdout.String() != want || stderr.Len() != 0 {

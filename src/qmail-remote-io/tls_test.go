@@ -101,10 +101,11 @@ func one(m map[string][]string, k string) string {
 	return m[k][0]
 }
 
-// lines waits for the server to have seen QUIT (sent without waiting)
-// and returns what it got.
-func lines(srv *smtptest.Server) string {
-	waitLines(srv, "QUIT")
+// lines waits for the server's sessions to end, so that it has seen QUIT
+// (sent without waiting), and returns what it got.
+func lines(t *testing.T, srv *smtptest.Server) string {
+	t.Helper()
+	waitDone(t, srv)
 	return strings.Join(srv.Lines(), "|")
 }
 
@@ -143,19 +144,25 @@ func TestStartTLSNotUsed(t *testing.T) {
 		{"try, 454", "try", smtptest.Script{TLS: p.server, StartTLS: "454 TLS not available"}, 0, 'K', "127.0.0.1 accepted message.\n",
 			ehlo + "|STARTTLS|MAIL FROM:<a@example.test>|RCPT TO:<b@example.test>|DATA|QUIT"},
 		{"try, STARTTLS stalls", "try", smtptest.Script{TLS: p.server, StartTLS: smtptest.Stall}, 10, 'Z',
-			"Connected to 127.0.0.1 but connection died. (#4.4.2)\nTimed out after 1s waiting for the reply to STARTTLS.\n", ehlo + "|STARTTLS"},
+			"Connected to 127.0.0.1 but connection died. (#4.4.2)\nTimed out after 10s waiting for the reply to STARTTLS.\n", ehlo + "|STARTTLS"},
 		{"none, offered", "none", smtptest.Script{TLS: p.server}, 0, 'K', "127.0.0.1 accepted message.\n", cleartxt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := smtptest.Start(t, "127.0.0.1:0", tc.script)
 			out := filepath.Join(t.TempDir(), "fake")
-			r := deliver(t, srv.Addr, opts{env: tlsEnv(tc.mode, p.bundle, out), timeout: "1"})
+			// The stall is waited out (10 s); elsewhere the timeout only
+			// bounds healthy replies (deliver's default, 30 s).
+			o := opts{env: tlsEnv(tc.mode, p.bundle, out)}
+			if tc.script.StartTLS == smtptest.Stall {
+				o.timeout = "10"
+			}
+			r := deliver(t, srv.Addr, o)
 			r.want(t, tc.code, tc.letter, map[byte]string{'K': "r"}[tc.letter], tc.text)
 			if r.text() != tc.text && tc.letter != 'K' {
 				t.Errorf("report %q, want %q", r.text(), tc.text)
 			}
-			if got := lines(srv); got != tc.lines {
+			if got := lines(t, srv); got != tc.lines {
 				t.Errorf("server got %q, want %q", got, tc.lines)
 			}
 			if fakeRun(t, out) != nil {
@@ -329,7 +336,7 @@ func TestSecondRun(t *testing.T) {
 			if r.text() != tc.text {
 				t.Errorf("report %q, want %q", r.text(), tc.text)
 			}
-			if got := lines(srv); got != tc.lines {
+			if got := lines(t, srv); got != tc.lines {
 				t.Errorf("server got %q, want %q", got, tc.lines)
 			}
 		})
@@ -354,7 +361,7 @@ func TestFakeTLSChain(t *testing.T) {
 	r := deliver(t, srv.Addr, opts{env: env})
 	r.want(t, 0, 'K', "r", "127.0.0.1 accepted message.\nRemote host said: 250 ok: queued\nTLS: TLSv1.3 TLS_AES_128_GCM_SHA256, certificate verified.\n")
 	want := "EHLO client.example.test|STARTTLS|EHLO client.example.test|MAIL FROM:<a@example.test>|RCPT TO:<b@example.test>|DATA|QUIT"
-	if got := lines(srv); got != want {
+	if got := lines(t, srv); got != want {
 		t.Errorf("server got %q, want %q", got, want)
 	}
 	m := srv.Messages()

@@ -89,13 +89,15 @@ func dial(fd int, remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
 }
 
 // wait polls for the end of a non-blocking connect, then reads its result.
+// Past the deadline it still looks once without waiting: a connect that
+// completed while this process was kept off the CPU (a busy machine) is a
+// connection, not a timeout to record in tcpto.
 func wait(fd int, deadline time.Time) error {
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return ErrTimeout
+		ms := 0
+		if left := time.Until(deadline); left > 0 {
+			ms = int((left + time.Millisecond - 1) / time.Millisecond)
 		}
-		ms := int((left + time.Millisecond - 1) / time.Millisecond)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 		n, err := unix.Poll(fds, ms)
 		if err == unix.EINTR {
@@ -105,7 +107,10 @@ func wait(fd int, deadline time.Time) error {
 			return err
 		}
 		if n == 0 {
-			continue // timed out: the next turn returns ErrTimeout
+			if ms == 0 {
+				return ErrTimeout
+			}
+			continue // the deadline passed: one last look, then ErrTimeout
 		}
 		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 		if err != nil {

@@ -59,3 +59,31 @@ func TestReason(t *testing.T) {
 		t.Error("classification")
 	}
 }
+
+// TestCompletedPastDeadline: a connect that completed while the process
+// was off the CPU until after the deadline is a connection, not a timeout
+// (one last look without waiting), so tcpto does not blame the server.
+func TestCompletedPastDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	remote := netip.MustParseAddrPort(ln.Addr().String())
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sockaddr(remote)); err != nil && err != unix.EINPROGRESS {
+		t.Fatal(err)
+	}
+	// Let the connect finish (bounded: a loopback listener answers).
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	if n, err := unix.Poll(fds, 30000); n != 1 || err != nil {
+		t.Fatalf("poll: %d %v", n, err)
+	}
+	if err := wait(fd, time.Now().Add(-time.Second)); err != nil {
+		t.Errorf("a completed connect past its deadline: %v, want success", err)
+	}
+}

@@ -18,7 +18,7 @@ func TestSessions(t *testing.T) {
 	}
 	c.cmd("hi\r\n.")
 	c.cmd("QUIT")
-	ss := srv.WaitSessions(1, 5*time.Second)
+	ss := srv.WaitSessions(1, 30*time.Second)
 	if len(ss) != 1 || !ss[0].Done {
 		t.Fatalf("sessions %+v", ss)
 	}
@@ -42,7 +42,7 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("after the dot: %q", r)
 	}
 	c.c.Write([]byte("QUIT\r\n"))
-	ss = srv.WaitSessions(2, 5*time.Second)
+	ss = srv.WaitSessions(2, 30*time.Second)
 	if len(ss) != 2 || !ss[1].Done {
 		t.Fatalf("sessions %+v", ss)
 	}

@@ -60,7 +60,14 @@ func TestHandshakeFaults(t *testing.T) {
 			if r := c.cmd("STARTTLS"); r != "220 ready" {
 				t.Fatalf("STARTTLS: %q", r)
 			}
-			c.c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			// A stall or a freeze is waited out, so its deadline is short;
+			// for the others it is only a backstop, long enough for a
+			// handshake on a busy machine to end the way the fault says.
+			d := 30 * time.Second
+			if tc.want == "timeout" {
+				d = 500 * time.Millisecond
+			}
+			c.c.SetDeadline(time.Now().Add(d))
 			tc2 := tls.Client(c.c, &tls.Config{ServerName: "mx.example.test", RootCAs: ca.Pool()})
 			err := tc2.Handshake()
 			var ne net.Error

@@ -242,7 +242,7 @@ type conn struct {
 
 // handshakeTimeout bounds a TLS handshake: a client that never starts one
 // must not keep the server busy beyond the test.
-const handshakeTimeout = 10 * time.Second
+const handshakeTimeout = 30 * time.Second
 
 // answer sends a reply or performs a special one; false ends the session.
 // extra, if any, goes out in the same write, right after the reply.

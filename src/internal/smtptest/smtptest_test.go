@@ -37,7 +37,7 @@ func dial(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a backstop
 	t.Cleanup(func() { c.Close() })
 	return &client{t, c, bufio.NewReader(c)}
 }
