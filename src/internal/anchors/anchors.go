@@ -1,18 +1,21 @@
-// Package anchors checks, before any connection, that a trust anchor
-// setting (control/trustanchors: a PEM bundle, or a directory of
-// certificates when it ends in "/") holds at least one certificate that
-// parses. tlsstrictness 2 verifies every server against it: without a
-// usable certificate every server would fail verification, one connection
-// after another, and the administrator would read about a handshake
-// instead of about the file. qmail-remote-tlsio loads the whole pool; this
-// stops at the first usable certificate, to keep a delivery cheap.
+// Package anchors reads trust anchors (control/trustanchors: a PEM bundle,
+// or a directory of certificates when it ends in "/") for the two programs
+// that need them: qmail-remote-tlsio loads every certificate into its
+// pool (package tlsio), and qmail-remote and qmail-remote-routes check,
+// before any connection, that tlsstrictness 2 has at least one usable
+// certificate to verify against (Check). Without one, every server would
+// fail verification, one connection after another, and the administrator
+// would read about a handshake instead of about the file. Check stops at
+// the first usable certificate, to keep a delivery cheap.
+//
+// This package needs crypto/x509 but not crypto/tls, so that the entry
+// program does not start up the TLS stack.
 package anchors
 
 import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"sort"
@@ -21,69 +24,26 @@ import (
 	"qmail-remote-go/src/internal/regular"
 )
 
-// maxFile bounds what is read of one file, as qmail-remote-tlsio does.
-const maxFile = 8 << 20
-
-// maxEntries bounds how many directory entries are looked at: a hashed
-// /etc/ssl/certs holds a few hundred, and the first usable one ends the
-// search anyway.
-const maxEntries = 10000
+// MaxFile bounds what is read of one trust anchor file. A bundle of every
+// public CA is about 200 KiB; anything much bigger is not one.
+const MaxFile = 8 << 20
 
 // ErrNone is the error of a setting that holds no usable certificate.
 var ErrNone = errors.New("holds no usable certificate")
 
-// Check returns nil if path holds a usable certificate: for a path ending
-// in "/", some regular file of that directory (symlinks followed); else
-// the file itself (PEM, or a single DER certificate). The error says what
-// is wrong, without the path (the caller names the control file).
-func Check(path string) error {
-	if strings.HasSuffix(path, "/") {
-		return checkDir(path)
-	}
-	ok, err := checkFile(path)
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err // the caller names the path
-	}
+// ScanFile calls each for every certificate of the regular file path: the
+// CERTIFICATE blocks of a PEM file that parse ("TRUSTED CERTIFICATE", the
+// OpenSSL format whose trailing trust settings x509 refuses, is skipped:
+// its plain twin sits next to it in /etc/ssl/certs), or the file itself
+// as one DER certificate. It stops when each returns false, and returns
+// how many certificates it handed over. Only opening or reading the file
+// is an error (a FIFO, a device or a file over MaxFile among them).
+func ScanFile(path string, each func(*x509.Certificate) bool) (int, error) {
+	b, err := regular.ReadFile(path, MaxFile)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if !ok {
-		return ErrNone
-	}
-	return nil
-}
-
-func checkDir(dir string) error {
-	f, err := regular.OpenDir(dir)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return pe.Err
-		}
-		return err
-	}
-	names, err := f.Readdirnames(maxEntries)
-	f.Close()
-	if err != nil && len(names) == 0 {
-		return fmt.Errorf("%w (an empty or unreadable directory)", ErrNone)
-	}
-	sort.Strings(names) // the same file decides every time
-	for _, n := range names {
-		if ok, _ := checkFile(filepath.Join(dir, n)); ok {
-			return nil
-		}
-	}
-	return ErrNone
-}
-
-// checkFile says whether the regular file path holds a usable
-// certificate. Only errors opening or reading it are errors.
-func checkFile(path string) (bool, error) {
-	b, err := regular.ReadFile(path, maxFile)
-	if err != nil {
-		return false, err
-	}
+	n := 0
 	sawPEM := false
 	for rest := b; len(rest) > 0; {
 		var blk *pem.Block
@@ -94,14 +54,78 @@ func checkFile(path string) (bool, error) {
 		if blk.Type != "CERTIFICATE" {
 			continue
 		}
-		if _, err := x509.ParseCertificate(blk.Bytes); err == nil {
-			return true, nil
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			continue
+		}
+		n++
+		if !each(c) {
+			return n, nil
 		}
 	}
 	if !sawPEM {
-		if _, err := x509.ParseCertificate(b); err == nil {
-			return true, nil
+		if c, err := x509.ParseCertificate(b); err == nil {
+			n++
+			each(c)
 		}
 	}
-	return false, nil
+	return n, nil
+}
+
+// ScanDir is ScanFile over every regular file of dir (symlinks followed),
+// in name order, until each returns false. This covers the hashed
+// /etc/ssl/certs layout (abcd1234.0 links next to the .pem files and a
+// bundle) and a plain directory of .pem or .der files alike. A file that
+// cannot be read, or is not a regular file (a FIFO put there must not
+// block us), is skipped; only a directory that cannot be listed is an
+// error (opened with O_DIRECTORY: anything else fails at once).
+func ScanDir(dir string, each func(*x509.Certificate) bool) (int, error) {
+	d, err := regular.OpenDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return 0, err
+	}
+	sort.Strings(names)
+	n, more := 0, true
+	for _, name := range names {
+		k, _ := ScanFile(filepath.Join(dir, name), func(c *x509.Certificate) bool {
+			more = each(c)
+			return more
+		})
+		n += k
+		if !more {
+			break
+		}
+	}
+	return n, nil
+}
+
+// Check returns nil if path holds a usable certificate: for a path ending
+// in "/", some regular file of that directory; else the file itself. The
+// error says what is wrong, without the path (the caller names the
+// control file).
+func Check(path string) error {
+	first := func(*x509.Certificate) bool { return false }
+	var n int
+	var err error
+	if strings.HasSuffix(path, "/") {
+		n, err = ScanDir(path, first)
+	} else {
+		n, err = ScanFile(path, first)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err // the caller names the path
+	}
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNone
+	}
+	return nil
 }
