@@ -54,12 +54,24 @@ SOURCES := go.mod go.sum $(shell find src -name '*.go' ! -name '*_test.go' 2>/de
 
 mode = $(or $(shell awk '$$1 == "$(1)" { print $$2 }' package/modes),0755)
 
-# install_progs(programs, directory): install each under a temporary name,
-# with its mode from package/modes, then rename it into place.
-install_progs = for p in $(1) ; do \
-	  m=$$(awk -v p="$$p" '$$1 == p { print $$2 }' package/modes) ; \
-	  install -m "$${m:-0755}" "$(BUILDDIR)/$$p" '$(DESTDIR)$(2)'/."$$p".new && \
-	  mv -f '$(DESTDIR)$(2)'/."$$p".new '$(DESTDIR)$(2)'/"$$p" || exit 1 ; \
+# Every program is one binary (src/multicall), installed once in
+# LIBEXECDIR and hard-linked under each name (doc/chain.md, "One
+# process"); one inode has one mode, qmail-remote's in package/modes.
+# The first installed name is the one the others link to.
+FIRST_LIBEXEC := $(firstword $(LIBEXEC_TARGETS))
+
+# link_progs(programs, directory, source): each program a hard link to
+# source, made under a temporary name and renamed into place; where the
+# directory is on another file system than source, a copy of the binary
+# (which runs as well; doc/chain.md says what it costs).
+link_progs = for p in $(1) ; do \
+	  t='$(DESTDIR)$(2)'/."$$p".new ; \
+	  rm -f "$$t" ; \
+	  if ! ln '$(3)' "$$t" 2>/dev/null ; then \
+	    echo "note: $(2) is on another file system than $(3): $$p is a copy, not a hard link" ; \
+	    install -m $(call mode,qmail-remote) '$(3)' "$$t" || exit 1 ; \
+	  fi ; \
+	  mv -f "$$t" '$(DESTDIR)$(2)'/"$$p" || exit 1 ; \
 	done
 
 .PHONY: all install install-bin install-libexec install-rundir install-qmail \
@@ -74,9 +86,10 @@ $(BUILDDIR)/.flags: FORCE
 	@mkdir -p $(BUILDDIR)
 	@echo '$(GO) $(strip $(LDFLAGS))' | cmp -s - $@ || echo '$(GO) $(strip $(LDFLAGS))' > $@
 
-# One go build for every program: it shares the work between them.
+# One binary for every program, and a hard link under each name.
 $(BUILDDIR)/.stamp: $(SOURCES) $(BUILDDIR)/.flags package/targets.mak
-	$(GOBUILD) -o $(BUILDDIR)/ $(addprefix ./src/,$(TARGETS))
+	$(GOBUILD) -o $(BUILDDIR)/qmail-remote ./src/multicall
+	@for p in $(filter-out qmail-remote,$(TARGETS)) ; do ln -f $(BUILDDIR)/qmail-remote $(BUILDDIR)/$$p || exit 1 ; done
 	@touch $@
 
 $(BUILT): $(BUILDDIR)/.stamp
@@ -91,11 +104,13 @@ install: install-libexec install-bin install-rundir install-qmail
 
 install-libexec: $(addprefix $(BUILDDIR)/,$(LIBEXEC_TARGETS))
 	install -d -m 0755 '$(DESTDIR)$(LIBEXECDIR)'
-	$(call install_progs,$(LIBEXEC_TARGETS),$(LIBEXECDIR))
+	install -m $(call mode,qmail-remote) $(BUILDDIR)/qmail-remote '$(DESTDIR)$(LIBEXECDIR)/.$(FIRST_LIBEXEC).new'
+	mv -f '$(DESTDIR)$(LIBEXECDIR)/.$(FIRST_LIBEXEC).new' '$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC)'
+	@$(call link_progs,$(filter-out $(FIRST_LIBEXEC),$(LIBEXEC_TARGETS)),$(LIBEXECDIR),$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
 
 install-bin: $(addprefix $(BUILDDIR)/,$(BIN_TARGETS)) install-libexec
 	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
-	$(call install_progs,$(BIN_TARGETS),$(BINDIR))
+	@$(call link_progs,$(BIN_TARGETS),$(BINDIR),$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
 
 # QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6: the
 # qmailr user (qmail-remote runs as qmailr) must be able to write there.
@@ -114,11 +129,13 @@ install-rundir:
 	    echo 'fatal: cannot chown $(QMAILR_UID):$(QMAILR_GID) $(QMAILRUNDIR)/qmail-remote: does the qmailr user exist? (./configure --with-qmailr-ids=uid:gid)' 1>&2 ; exit 1 ; } ; \
 	fi
 
-# --enable-qmail-install: a copy (not a symlink) of qmail-remote in
-# QMAILDIR/bin, where qmail-rspawn finds it; it then works even if
-# BINDIR is on a file system mounted after qmail starts. A stock
-# qmail-remote found there is kept once as qmail-remote.orig. Our binaries
-# are recognised by the package path that Go keeps in every binary.
+# --enable-qmail-install: qmail-remote in QMAILDIR/bin, where qmail-rspawn
+# finds it: a hard link to the installed binary (not a symlink: it then
+# works even if LIBEXECDIR's file system is mounted after qmail starts),
+# or a copy where QMAILDIR is on another file system, which runs the chain
+# in a second process (doc/chain.md). A stock qmail-remote found there is
+# kept once as qmail-remote.orig. Our binary is recognised by the package
+# path that Go keeps in every binary.
 install-qmail: $(BUILDDIR)/qmail-remote install-libexec
 ifeq ($(QMAIL_INSTALL),yes)
 	install -d -m 0755 '$(DESTDIR)$(QMAILDIR)/bin'
@@ -127,8 +144,7 @@ ifeq ($(QMAIL_INSTALL),yes)
 	  echo "keeping the previous qmail-remote as $$q.orig" ; \
 	  cp -p "$$q" "$$q.orig" ; \
 	fi
-	install -m $(call mode,qmail-remote) $(BUILDDIR)/qmail-remote '$(DESTDIR)$(QMAILDIR)/bin/.qmail-remote.new'
-	mv -f '$(DESTDIR)$(QMAILDIR)/bin/.qmail-remote.new' '$(DESTDIR)$(QMAILDIR)/bin/qmail-remote'
+	@$(call link_progs,qmail-remote,$(QMAILDIR)/bin,$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
 else
 	@:
 endif
@@ -144,8 +160,14 @@ fmt-check:
 	@bad=$$($(GOFMT) -l src tools) || exit 1 ; \
 	if test -n "$$bad" ; then echo "gofmt needed on:" ; echo "$$bad" ; exit 1 ; fi
 
+# Twice: the programs as they run (in one process where they can), then
+# the packages that run programs again with every exec and spawn a real
+# one (QMAILREMOTE_REALEXEC=1, built into the test binaries' programs).
+REALEXEC_PKGS := ./src/chaintest/ ./src/qmail-remote/ ./src/qmail-remote-routes/ \
+  ./src/qmail-remote-resolve/ ./src/qmail-remote-connect/ ./src/qmail-remote-io/ ./src/qmail-remote-tlsio/
 test:
 	CGO_ENABLED=0 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	CGO_ENABLED=0 QMAILREMOTE_REALEXEC=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(REALEXEC_PKGS)
 
 # Checks that the configured paths really landed in the binaries, then
 # tools/demo.sh -check: a delivery through a DESTDIR installation, and one

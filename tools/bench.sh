@@ -8,9 +8,11 @@
 #
 # Environment: N (small deliveries per timing, default 20), BIG_MB (size
 # of the big message, default 200), COPIES (concurrent deliveries, default
-# 200), RUNS (pairs of big deliveries, chain then copy, default 9),
+# 100), RUNS (pairs of big deliveries, chain then copy, default 9),
 # SECTIONS (default "startup throughput memory concurrency init sizes":
-# any subset, in that order).
+# any subset, in that order), REALEXEC (1: every delivery through the
+# chain runs with QMAILREMOTE_REALEXEC=1, every stage a process of its
+# own; default 0, the chain as it runs by default).
 
 set -eu
 
@@ -18,7 +20,8 @@ cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
 N=${N:-20}
 BIG_MB=${BIG_MB:-200}
-COPIES=${COPIES:-200}
+COPIES=${COPIES:-100}
+REALEXEC=${REALEXEC:-0}
 SECTIONS=${SECTIONS:-startup throughput memory concurrency init sizes}
 LC_ALL=C
 export LC_ALL
@@ -26,10 +29,16 @@ fail () { echo "bench: FAILED: $*" 1>&2 ; exit 1 ; }
 for v in "$N" "$BIG_MB" "$COPIES" "${RUNS:-9}" ; do
   case "$v" in ''|*[!0-9]*|0) fail "N, BIG_MB, COPIES and RUNS are positive numbers" ;; esac
 done
+case "$REALEXEC" in
+  0) mode=in-process ;;
+  1) mode=realexec ;;
+  *) fail "REALEXEC is 0 or 1" ;;
+esac
 want () { case " $SECTIONS " in *" $1 "*) return 0 ;; esac ; return 1 ; }
 
 NAME=bench
 . tools/lib.sh
+echo "mode: $mode"
 
 quiet_make all
 quiet_make install DESTDIR="$tmp/dest"
@@ -37,6 +46,8 @@ dest=$tmp/dest
 bin=$dest$BINDIR
 libexec=$dest$LIBEXECDIR
 CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/" ./tools/smtp-sink ./tools/runstat ./tools/mkcert ./tools/smtp-copy || fail "building tools"
+# The start-up yardstick, static and stripped like the real binaries.
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$tmp/nop" ./tools/nop || fail "building tools/nop"
 runstat=$tmp/runstat
 copy=$tmp/smtp-copy
 true=$(command -v true)
@@ -82,9 +93,12 @@ for p in $(cfg LIBEXEC_TARGETS) ; do
   ln -s "$true" "$tmp/stub/$p"
 done
 
+# With REALEXEC=1 every run of the chain gets QMAILREMOTE_REALEXEC=1.
+realexec=
+test "$REALEXEC" = 0 || realexec=QMAILREMOTE_REALEXEC=1
 run () { # run LIBEXECDIR runstat-options...
   lx=$1 ; shift
-  env QMAILREMOTE_QMAILHOME="${qhome:-$home}" QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" QMAILREMOTE_LIBEXECDIR="$lx" \
+  env $realexec QMAILREMOTE_QMAILHOME="${qhome:-$home}" QMAILREMOTE_QMAILRUN="$dest$QMAILRUNDIR" QMAILREMOTE_LIBEXECDIR="$lx" \
     "$runstat" -i "${msg:-$tmp/small}" "$@" "$bin/qmail-remote" example.test a@bench.example.test b@example.test
 }
 # get NAME FILE: the value of "NAME: value unit" in FILE.
@@ -120,6 +134,16 @@ if want startup ; then
   ratio startup_ratio "$(get delivery_ms_median "$tmp/s1")" "$(get client_ms_median "$tmp/s2")" "chain/client"
   diffms startup_overhead_tls "$(get delivery_tls_ms_median "$tmp/s3")" "$(get client_tls_ms_median "$tmp/s4")"
   ratio startup_ratio_tls "$(get delivery_tls_ms_median "$tmp/s3")" "$(get client_tls_ms_median "$tmp/s4")" "chain/client"
+  # The yardstick of CPU: fork+exec+exit of tools/nop, a static Go binary
+  # that does nothing; 5*N runs, since each is tiny. cpu_ratio: how many
+  # such start-ups a whole delivery costs.
+  "$runstat" -n "$((5 * N))" -name nop "$tmp/nop" > "$tmp/s5" || fail "tools/nop"
+  nopcpu=$(get nop_cpu_ms_median "$tmp/s5")
+  echo "nop_ms: $(get nop_ms_median "$tmp/s5") ms"
+  echo "nop_cpu_ms: $nopcpu ms"
+  awk -v c="$nopcpu" 'BEGIN { exit !(c > 0) }' || fail "the CPU time of tools/nop measured as $nopcpu ms"
+  ratio cpu_ratio "$(get delivery_cpu_ms_median "$tmp/s1")" "$nopcpu" "chain/nop"
+  ratio cpu_ratio_tls "$(get delivery_tls_cpu_ms_median "$tmp/s3")" "$nopcpu" "chain/nop"
 fi
 
 # --- Throughput: the big message, the chain vs smtp-copy of its wire
@@ -196,6 +220,30 @@ if want memory ; then
       for (p in progs) { worst = (v["small", p] > worst) ? v["small", p] : worst; worst = (v["big", p] > worst) ? v["big", p] : worst
         d = v["big", p] - v["small", p]; if (d < 0) d = -d; if (d > spread) spread = d }
       printf "rss_max: %d kB\nrss_max_growth: %d kB\n", worst, spread }' "$tmp/mem"
+  # A whole delivery through the installed chain, all its processes,
+  # from /proc, sampled every 2 ms: the peak of the process started
+  # (VmHWM; of its largest image if it execs) and the peak of the VmRSS
+  # summed over its process tree (stages that are processes of their own
+  # at the same time). The figure is the larger of the two, the peak
+  # over 5 runs of the small message and 2 of the big one. ru_maxrss
+  # from wait4 is shown too, but it cannot go below runstat's own peak
+  # (the floor, see tools/runstat), which it is close to here.
+  for t in "" _tls ; do
+    for size in small big ; do
+      r=5
+      test $size = small || r=2
+      h=$home
+      test -z "$t" || h=$home_tls
+      (msg=$tmp/$size qhome=$h run "$libexec" -n $r -hwm -tree -expect K -name d > "$tmp/dr") || fail "delivery of the $size message$t (rss)"
+      top=$(get d_hwm "$tmp/dr")
+      sum=$(get d_tree_rss "$tmp/dr")
+      v=$top
+      test "$sum" -le "$top" || v=$sum
+      echo "rss_delivery${t}_$size: $v kB (top process $top kB, process tree $sum kB; ru_maxrss $(get d_maxrss "$tmp/dr") kB, floor $(get d_maxrss_floor "$tmp/dr") kB)"
+    done
+  done > "$tmp/d"
+  cat "$tmp/d"
+  echo "rss_delivery_max: $(sed 's/^[^:]*: \([0-9]*\) .*/\1/' "$tmp/d" | sort -n | tail -1) kB"
   rm -f "$tmp/big"
 fi
 
@@ -203,7 +251,9 @@ fi
 if want concurrency ; then
   fds () { ls "/proc/$1/fd" | wc -l | tr -d ' ' ; }
   before=$(fds "$sink")
-  run "$libexec" -c "$COPIES" -expect K -name concurrent | grep -v _copies: || fail "concurrent deliveries"
+  run "$libexec" -c "$COPIES" -expect K -name concurrent > "$tmp/c" || { cat "$tmp/c" ; fail "concurrent deliveries" ; }
+  grep -v _copies: "$tmp/c"
+  awk -v t="$(get concurrent_cpu_ms_total "$tmp/c")" -v n="$COPIES" 'BEGIN { printf "concurrent_cpu_ms_per_delivery: %.2f ms\n", t / n }'
   sleep 0.5
   echo "sink_fds_before: $before fds"
   echo "sink_fds_after: $(fds "$sink") fds"

@@ -190,6 +190,11 @@ func TestCompleteReportIsFinal(t *testing.T) {
 			h := newHome(t)
 			route(h, srv)
 			stageLibexec(t, h, tc.fake)
+			// A connector of its own, to kill: in one process, it
+			// is qmail-remote itself (TestInProcessCrash).
+			if strings.HasPrefix(tc.name, "connector") {
+				h.env = append(h.env, "QMAILREMOTE_REALEXEC=1")
+			}
 			res := h.run(sample, "example.test", "a@b", rcpt)
 			res.expect(t, tc.letter, tc.want...)
 			if strings.Contains(res.message.Text, dup) != tc.dup {

@@ -18,18 +18,14 @@ import (
 	"qmail-remote-go/src/internal/report"
 )
 
-var programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-remote-routes",
-	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io", "qmail-remote-tlsio"}
+// programs are the names of the multicall binary.
+var programs = buildtest.Programs
 
 // bin is where TestMain built the programs.
 var bin string
 
 func TestMain(m *testing.M) {
-	pkgs := make([]string, len(programs))
-	for i, p := range programs {
-		pkgs[i] = "qmail-remote-go/src/" + p
-	}
-	buildtest.Main(m, &bin, nil, pkgs...)
+	buildtest.Main(m, &bin, nil)
 }
 
 // home is a throwaway qmail home.

@@ -3,7 +3,7 @@
 // morercpthosts. Deliveries compile a stale cdb themselves; running this
 // after an edit only moves the work (and the syntax check) to the admin's
 // terminal.
-package main
+package qmailnewsmtproutes
 
 import (
 	"errors"
@@ -20,8 +20,9 @@ const usage = "qmail-newsmtproutes"
 
 const prog = "qmail-newsmtproutes"
 
-func main() {
-	if len(os.Args) != 1 {
+// Main is the program.
+func Main(args []string) chain.Next {
+	if len(args) != 1 {
 		chain.Usage(usage)
 	}
 	home := dir(chainenv.QmailHome, paths.QmailHome)
@@ -41,6 +42,7 @@ func main() {
 	default:
 		chain.Die(chain.ExitSystem, prog, "%v", err)
 	}
+	return chain.Exit(0)
 }
 
 // dir returns the override from the environment, or the configured

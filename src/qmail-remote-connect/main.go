@@ -11,7 +11,7 @@
 //
 // It also decides, per connection, what the child does about STARTTLS
 // (QMAILREMOTE_TLS), from trustanchors and tlsstrictness: see walk.
-package main
+package qmailremoteconnect
 
 import (
 	"bytes"
@@ -35,6 +35,7 @@ import (
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tcpto"
+	iostage "qmail-remote-go/src/qmail-remote-io"
 )
 
 const usage = "qmail-remote-connect prog..."
@@ -65,16 +66,21 @@ type config struct {
 	tlsStage string
 }
 
-func main() {
-	if len(os.Args) < 2 {
+// Main is the program.
+func Main(args []string) chain.Next {
+	if len(args) < 2 {
 		chain.Usage(usage)
 	}
 	cfg, err := readConfig()
 	if err != nil {
 		chain.Die(chain.ExitUsage, progName, "%v", err)
 	}
-	argv := os.Args[1:]
+	argv := args[1:]
 	path := chain.FindProgOrDie(progName, argv[0])
+	// Our own qmail-remote-io runs as a call in this process (session),
+	// anything else as a child.
+	_, ours := chain.Ours(path)
+	inProcess := ours && filepath.Base(path) == iostage.Name
 	// The progress cell tells a child that died after the dot from one
 	// that died before it (package progress): qmail-remote's, or our own
 	// when we run by hand.
@@ -92,14 +98,17 @@ func main() {
 		tab:  tcpto.Open(cfg.qmailHome, cfg.qmailRun),
 		dial: connect.Dial,
 		run: func(c chainenv.Candidate, conn *connect.Conn, mode string) child {
+			if inProcess {
+				return call(argv, c, conn, mode, cfg.nrcpt, cell)
+			}
 			return spawn(path, argv, c, conn, mode, cfg.nrcpt, cell)
 		},
 		label: filepath.Base(argv[0]),
 	}
-	if err := writeReports(os.Stdout, w.walk()); err != nil {
+	if err := writeReports(chain.Stdout, w.walk()); err != nil {
 		chain.Die(chain.ExitSystem, progName, "unable to write to stdout: %v", err)
 	}
-	os.Exit(0)
+	return chain.Exit(0)
 }
 
 func readConfig() (config, error) {
@@ -329,8 +338,9 @@ func writeReports(w io.Writer, out []byte) error {
 var ucspiVars = []string{chainenv.Proto, chainenv.TCPRemoteIP, chainenv.TCPRemotePort,
 	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName, chainenv.TLS}
 
-func childEnv(c chainenv.Candidate, conn *connect.Conn, mode string) []string {
-	return append(chainenv.Without(ucspiVars...),
+func childEnv(c chainenv.Candidate, conn *connect.Conn, mode, cellFD string) []string {
+	return append(chainenv.Without(append(ucspiVars, progress.Env)...),
+		progress.Env+"="+cellFD,
 		chainenv.Proto+"=TCP",
 		chainenv.TCPRemoteIP+"="+conn.Remote.Addr().String(),
 		chainenv.TCPRemotePort+"="+strconv.Itoa(int(conn.Remote.Port())),
@@ -368,7 +378,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
-		Env:    childEnv(c, conn, mode),
+		Env:    childEnv(c, conn, mode, strconv.Itoa(progress.FD)),
 		Stdin:  os.Stdin,
 		Stdout: wr,
 		Stderr: diag,
@@ -419,12 +429,34 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	cmd.Wait()
 	rd.SetReadDeadline(time.Now().Add(outputGrace))
 	o := <-done
-	os.Stderr.Write(diag.b)
+	return conclude(endOf(cmd.ProcessState), o.b, o.overflow, diag, nrcpt, cell)
+}
+
+// call runs our own qmail-remote-io on conn in this process, with what a
+// spawn would have given it: the environment of childEnv, the socket as
+// its server connection, its stdout and stderr bounded as the pipes are.
+// It closes conn.
+func call(argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int, cell *progress.Cell) child {
+	unix.Seek(0, 0, io.SeekStart)
+	saved := os.Environ()
+	chainenv.Replace(childEnv(c, conn, mode, cell.EnvValue()))
+	defer chainenv.Replace(saved)
+	out := &firstBytes{max: outputLimit(nrcpt) + 1}
+	diag := &firstBytes{max: 1024}
+	cell.Reset()
+	st := iostage.Call(argv, conn.FD, out, diag)
+	chain.Stderr.Write(diag.b)
+	return conclude(st, out.b, len(out.b) > outputLimit(nrcpt), diag, nrcpt, cell)
+}
+
+// conclude judges a finished run of prog from how it ended and what it
+// printed.
+func conclude(e chain.Ended, out []byte, overflow bool, diag *firstBytes, nrcpt int, cell *progress.Cell) child {
 	var ch child
-	if o.overflow {
+	if overflow {
 		ch = child{verdict: broken, text: fmt.Sprintf("more than %d bytes of output", outputLimit(nrcpt))}
 	} else {
-		ch = judge(cmd.ProcessState, o.b, nrcpt)
+		ch = judge(e, out, nrcpt)
 	}
 	if ch.verdict == broken {
 		if l := diag.firstLine(); l != "" {
@@ -433,6 +465,18 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 		ch.phase, ch.stage = cell.Read()
 	}
 	return ch
+}
+
+// endOf says how a child process ended.
+func endOf(st *os.ProcessState) chain.Ended {
+	ws, _ := st.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Exited():
+		return chain.Ended{Exited: true, Code: ws.ExitStatus()}
+	case ws.Signaled():
+		return chain.Ended{How: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
+	}
+	return chain.Ended{How: "ended in an unknown way: " + st.String()}
 }
 
 // firstBytes keeps the first max bytes written to it and drops the rest.
@@ -454,9 +498,8 @@ func (f *firstBytes) firstLine() string {
 }
 
 // judge reads a finished child's exit and output.
-func judge(st *os.ProcessState, out []byte, nrcpt int) child {
-	ws, _ := st.Sys().(syscall.WaitStatus)
-	moveOn := ws.Exited() && (ws.ExitStatus() == chain.ExitNextCandidate || ws.ExitStatus() == chain.ExitTLSFailed)
+func judge(e chain.Ended, out []byte, nrcpt int) child {
+	moveOn := e.Exited && (e.Code == chain.ExitNextCandidate || e.Code == chain.ExitTLSFailed)
 	// A complete, well-formed set of reports is the truth about the
 	// delivery, however the child ended after writing it (issue 12 item
 	// 4): a K is written only after the server's 2xx to the dot, and the
@@ -466,11 +509,9 @@ func judge(st *os.ProcessState, out []byte, nrcpt int) child {
 		return child{verdict: final, out: out}
 	}
 	switch {
-	case ws.Signaled():
-		return child{verdict: broken, text: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
-	case !ws.Exited():
-		return child{verdict: broken, text: "ended in an unknown way: " + st.String()}
-	case ws.ExitStatus() == 0:
+	case !e.Exited:
+		return child{verdict: broken, text: e.How}
+	case e.Code == 0:
 		_, err := report.Parse(out, nrcpt)
 		return child{verdict: broken, text: "malformed output (exit status 0): " + err.Error()}
 	case moveOn:
@@ -480,13 +521,13 @@ func judge(st *os.ProcessState, out []byte, nrcpt int) child {
 			if err != nil {
 				detail = err.Error()
 			}
-			return child{verdict: broken, text: fmt.Sprintf("exit status %d without a single Z report: %s", ws.ExitStatus(), detail)}
+			return child{verdict: broken, text: fmt.Sprintf("exit status %d without a single Z report: %s", e.Code, detail)}
 		}
 		v := next
-		if ws.ExitStatus() == chain.ExitTLSFailed {
+		if e.Code == chain.ExitTLSFailed {
 			v = tlsFailed
 		}
 		return child{verdict: v, text: res.Message.Text}
 	}
-	return child{verdict: broken, text: fmt.Sprintf("exit status %d", ws.ExitStatus())}
+	return child{verdict: broken, text: fmt.Sprintf("exit status %d", e.Code)}
 }

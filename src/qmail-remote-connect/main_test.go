@@ -1,4 +1,4 @@
-package main
+package qmailremoteconnect
 
 import (
 	"bufio"
@@ -861,7 +861,7 @@ func TestTLSLevel1AllFail(t *testing.T) {
 
 // Exit 11 is held to exit 10's rules: one Z, or the child is broken.
 func TestTLSExit11NeedsOneZ(t *testing.T) {
-	st := exitState(t, 11)
+	st := endOf(exitState(t, 11))
 	if c := judge(st, []byte("Zhandshake failed\x00"), 1); c.verdict != tlsFailed || c.text != "handshake failed" {
 		t.Errorf("%+v", c)
 	}

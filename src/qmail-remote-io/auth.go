@@ -1,4 +1,4 @@
-package main
+package qmailremoteio
 
 // Smarthost submission (doc/smtpauth.md): SMTP AUTH (RFC 4954) with PLAIN
 // (RFC 4616) or LOGIN (draft-murchison-sasl-login), over STARTTLS or over
@@ -74,8 +74,7 @@ func (c *config) smtps() bool { return c.auth.method == chainenv.AuthSMTPS }
 // STARTTLS. The second run reads the greeting under TLS. It returns only
 // when the TLS stage could not be started.
 func (s *session) startSMTPS() (outcome, bool) {
-	err := s.execTLS()
-	return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but I could not start the TLS stage. (#4.3.0)\n" + sentence("Error", err)}, false
+	return s.runTLS()
 }
 
 // authLine is the line the K report gets after an AUTH.

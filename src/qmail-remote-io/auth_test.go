@@ -1,4 +1,4 @@
-package main
+package qmailremoteio
 
 import (
 	"crypto/tls"

@@ -1,42 +1,24 @@
-package main
+package qmailremoteio
 
 import (
 	"crypto/tls"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"qmail-remote-go/src/internal/smtptest"
 	"qmail-remote-go/src/internal/tlstest"
 )
 
-var tlsioBuild struct {
-	once sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// realTLSIO builds qmail-remote-tlsio, once. It is built here rather than
-// in TestMain so that the other tests of this package do not depend on the
-// TLS stage compiling.
+// realTLSIO is the real qmail-remote-tlsio: the multicall binary under
+// that name, beside the program under test. Run from it, STARTTLS goes on
+// in the same process; with QMAILREMOTE_REALEXEC=1 (the second run of
+// make test), through the real program.
 func realTLSIO(t *testing.T) string {
 	t.Helper()
-	tlsioBuild.once.Do(func() {
-		tlsioBuild.path = filepath.Join(filepath.Dir(binary), "qmail-remote-tlsio")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", tlsioBuild.path, "qmail-remote-go/src/qmail-remote-tlsio")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		tlsioBuild.out, tlsioBuild.err = cmd.CombinedOutput()
-	})
-	if tlsioBuild.err != nil {
-		t.Fatalf("building qmail-remote-tlsio: %v\n%s", tlsioBuild.err, tlsioBuild.out)
-	}
-	return tlsioBuild.path
+	return filepath.Join(filepath.Dir(binary), "qmail-remote-tlsio")
 }
 
 // TestRealTLSStage: qmail-remote-io, the real qmail-remote-tlsio, and

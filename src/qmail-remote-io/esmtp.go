@@ -1,4 +1,4 @@
-package main
+package qmailremoteio
 
 // The mail transaction up to the server's 354: MAIL with its ESMTP
 // parameters, RCPT, DATA, lock-step or pipelined (SPEC 7, doc/chain.md).
@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
@@ -325,7 +326,7 @@ func (s *session) pipelined(mail string, rcpts []rcptLine) (o outcome, quit, ok 
 // or LF in it, a domain part that would end the path): no RCPT is ever
 // sent for it.
 func writeRefused(why string) {
-	report.Write(os.Stdout, report.RcptPermanent, why)
+	report.Write(chain.Stdout, report.RcptPermanent, why)
 }
 
 // mailRefused maps the reply to MAIL: anything but 2xx ends the
@@ -346,12 +347,12 @@ func (s *session) mailRefused(r smtp.Reply) (outcome, bool) {
 func (s *session) rcptReport(r smtp.Reply) bool {
 	switch r.Class() {
 	case 2:
-		report.Write(os.Stdout, report.RcptOK, "")
+		report.Write(chain.Stdout, report.RcptOK, "")
 		return true
 	case 5:
-		report.Write(os.Stdout, report.RcptPermanent, s.cfg.ip+" does not like recipient.\n"+s.said(r))
+		report.Write(chain.Stdout, report.RcptPermanent, s.cfg.ip+" does not like recipient.\n"+s.said(r))
 	default:
-		report.Write(os.Stdout, report.RcptTemporary, s.cfg.ip+" does not like recipient.\n"+s.said(r))
+		report.Write(chain.Stdout, report.RcptTemporary, s.cfg.ip+" does not like recipient.\n"+s.said(r))
 	}
 	return false
 }

@@ -25,7 +25,7 @@
 //     when the server offers PIPELINING, else in lock-step (esmtp.go);
 //     then the body, the dot, the reply: one message report, exit 0.
 //  5. QUIT, without waiting for its reply.
-package main
+package qmailremoteio
 
 import (
 	"bufio"
@@ -44,11 +44,19 @@ import (
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
+	"qmail-remote-go/src/internal/tlsio"
 )
 
 const usage = "qmail-remote-io"
 
 const prog = "qmail-remote-io"
+
+// Name is the program's name, under which the connector finds it.
+const Name = prog
+
+// tlsStage is the name of our TLS stage: when QMAILREMOTE_TLSIO names it
+// in this binary, STARTTLS goes on in this process (tls.go).
+const tlsStage = "qmail-remote-tlsio"
 
 // Server fds, UCSPI client convention.
 const (
@@ -75,6 +83,8 @@ type config struct {
 	clientCert    string
 	clientKey     string
 	tlsStrictness string // for the report texts; "" when unset
+	mxName        string // the server's name, for SNI and verification
+	timeoutTLS    time.Duration
 
 	// Second run: the session is under TLS (set by the TLS stage).
 	tls *tlsInfo
@@ -114,18 +124,64 @@ const (
 	envKeyFile     = "KEYFILE"
 )
 
-func main() {
-	if len(os.Args) != 1 {
+// Main is the program: a session on fds 6 and 7.
+func Main(args []string) chain.Next {
+	if len(args) != 1 {
 		chain.Usage(usage)
 	}
+	r, w := openServerFd(fdRead), openServerFd(fdWrite)
+	e := start(args[0], r, w, fdRead, fdWrite, false)
+	if !e.Exited {
+		chain.Die(chain.ExitSystem, prog, "%s", e.How)
+	}
+	return chain.Exit(e.Code)
+}
+
+// Call runs the program in this process, for the connector, on the socket
+// sock (what fds 6 and 7 would be), with the process's environment, its
+// stdout and stderr going to out and diag; it closes sock. It returns how
+// the program ended: an exit code, or a crash, which is what a child
+// killed by a signal would be.
+func Call(argv []string, sock int, out, diag io.Writer) (e chain.Ended) {
+	so, se := chain.Stdout, chain.Stderr
+	chain.Stdout, chain.Stderr = out, diag
+	defer func() { chain.Stdout, chain.Stderr = so, se }()
+	var f *os.File
+	n, crash := chain.Call(func(args []string) chain.Next {
+		if len(args) != 1 {
+			chain.Usage(usage)
+		}
+		f = openServerFd(sock)
+		e = start(args[0], f, f, sock, sock, true)
+		return chain.Exit(e.Code)
+	}, argv)
+	if f != nil {
+		f.Close()
+	} else {
+		unix.Close(sock)
+	}
+	switch {
+	case crash != nil:
+		return chain.Ended{How: prog + " crashed: " + crash.Error()}
+	case e.Exited || e.How == "":
+		return chain.Ended{Exited: true, Code: n.Code()}
+	}
+	return e
+}
+
+// start reads the environment and runs the session on the server
+// connection r, w (raw descriptors rfd, wfd). argv0 is how the program
+// was run, for the TLS stage to run it again; inProcess says that a
+// caller waits for us in this process, so that nothing may be exec'd.
+func start(argv0 string, r, w *os.File, rfd, wfd int, inProcess bool) chain.Ended {
 	cfg := readEnv()
 	cell, err := progress.FromEnv()
 	if err != nil {
 		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
-	s := &session{cfg: cfg, cell: cell, r: openServerFd(fdRead), w: openServerFd(fdWrite)}
+	s := &session{cfg: cfg, cell: cell, r: r, w: w, rawR: r, rawW: w, rfd: rfd, wfd: wfd, argv0: argv0, inProcess: inProcess}
 	s.br = bufio.NewReaderSize(s.r, 4096)
-	os.Exit(s.run())
+	return s.run()
 }
 
 func readEnv() config {
@@ -160,6 +216,9 @@ func readEnv() config {
 	} else {
 		readTLSPolicy(&cfg, die)
 	}
+	// For a TLS stage run in this process (tls.go); checked when it runs,
+	// as the TLS stage checks them.
+	cfg.mxName = os.Getenv(chainenv.MXName)
 	readAuthEnv(&cfg, die)
 	cfg.ip = "the server"
 	if v := os.Getenv(chainenv.TCPRemoteIP); v != "" {
@@ -244,8 +303,20 @@ func openServerFd(fd int) *os.File {
 // writes one block at a time, so a slow but moving server is fine and a
 // stalled one is caught within timeoutremote.
 type deadlineWriter struct {
-	f       *os.File
+	f       writer
 	timeout time.Duration
+}
+
+// reader and writer are the two sides of the server connection: the
+// socket's files, or the TLS session on them.
+type reader interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+type writer interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
 }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
@@ -270,10 +341,29 @@ func (m msgReader) Read(p []byte) (int, error) {
 }
 
 type session struct {
-	cfg  config
-	r, w *os.File
-	br   *bufio.Reader
-	ext  smtp.Extensions // the extensions of the EHLO reply (after TLS: the new one)
+	cfg config
+	r   reader
+	w   writer
+	br  *bufio.Reader
+	// The socket under r and w: its files and descriptors (fds 6 and 7,
+	// or the connector's socket when it runs us in its process).
+	rawR, rawW *os.File
+	rfd, wfd   int
+	// argv0: how we were run; inProcess: a caller in this process waits
+	// for us (the connector), so nothing may be exec'd (tls.go).
+	argv0     string
+	inProcess bool
+	// Under TLS in this process (tls.go): the session, and the reader
+	// under it that can look without waiting.
+	tlsConn *tlsio.TLSConn
+	probe   *probeConn
+	// How the session ends when it is not by its own report: tlsFailed
+	// (the handshake failed: exit 11), final (a Z that no other server
+	// would change: exit 0 before MAIL), handedOver (a TLS stage of
+	// another binary ran the rest and ended so).
+	tlsFailed, final bool
+	handedOver       *chain.Ended
+	ext              smtp.Extensions // the extensions of the EHLO reply (after TLS: the new one)
 	// inTransaction: MAIL has been sent. Before, every failure is exit 10.
 	inTransaction bool
 	// cell records how far we got, for whoever outlives us if we are
@@ -291,41 +381,54 @@ type outcome struct {
 	text   string
 }
 
-func (s *session) run() int {
+func (s *session) run() chain.Ended {
+	exit := func(code int) chain.Ended { return chain.Ended{Exited: true, Code: code} }
 	// fd 0 is a regular file under qmail-remote, which checked; by hand it
 	// might be a device that never ends (/dev/zero) and a body that never
 	// ends with it.
 	if st, err := os.Stdin.Stat(); err != nil || !st.Mode().IsRegular() {
-		report.Write(os.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\nfd 0 is not a regular file.\n")
-		return 0
+		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\nfd 0 is not a regular file.\n")
+		return exit(0)
 	}
-	// The pre-scan read it to the end.
+	// Whoever ran us may have read it (qmail-remote's pre-scan, an
+	// earlier candidate's session).
 	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
-		report.Write(os.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+sentence("Cannot seek fd 0", err))
-		return 0
+		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+sentence("Cannot seek fd 0", err))
+		return exit(0)
 	}
 	// Whatever happened in an earlier run on this connection, the dot
 	// has not gone out yet.
 	s.cell.Set(progress.BeforeDot)
 	o, quit := s.deliver()
+	if s.handedOver != nil {
+		return *s.handedOver
+	}
 	if quit {
 		s.quit()
+	}
+	// Under TLS, close_notify first (RFC 8446 6.1); crypto/tls bounds
+	// that write by 5 s.
+	if s.tlsConn != nil {
+		s.tlsConn.Conn.CloseWrite()
 	}
 	// The connector may hold a copy of the socket: shut it down so the
 	// server sees the end now, and, in the middle of DATA, drops the
 	// message instead of waiting for the dot.
-	unix.Shutdown(fdWrite, unix.SHUT_RDWR)
+	unix.Shutdown(s.wfd, unix.SHUT_RDWR)
 	// Under TLS, every report of the transaction says so (K by contract;
 	// D and Z too, for the administrator reading the log). A failure
 	// before MAIL does not: the connector labels its pass itself.
 	if s.cfg.tls != nil && s.inTransaction {
 		o.text = withTLSLine(o.text, s.cfg.tls.line()+s.authLine())
 	}
-	report.Write(os.Stdout, o.letter, o.text)
-	if !s.inTransaction {
-		return chain.ExitNextCandidate
+	report.Write(chain.Stdout, o.letter, o.text)
+	switch {
+	case s.tlsFailed:
+		return exit(chain.ExitTLSFailed)
+	case s.final, s.inTransaction:
+		return exit(0)
 	}
-	return 0
+	return exit(chain.ExitNextCandidate)
 }
 
 // deliver runs the conversation. It returns the message report and whether
@@ -484,51 +587,8 @@ func (s *session) startTLS() (o outcome, quit, giveUp bool) {
 	if n := s.unread(); n > 0 {
 		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but it sent data after its STARTTLS reply (response injection?). (#4.7.0)\n%d bytes came after the 220 reply, before the TLS handshake.\n", ip, n)}, false, true
 	}
-	err = s.execTLS()
-	return outcome{report.Temporary, "Connected to " + ip + " but I could not start the TLS stage. (#4.3.0)\n" + sentence("Error", err)}, false, true
-}
-
-// execTLS replaces the process with the TLS stage, which runs this
-// program again over the encrypted session. It returns only on failure.
-func (s *session) execTLS() error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("unable to find my own path: %w", err)
-	}
-	// The TLS stage gets the blocking sockets it expects, as the
-	// connector made them; O_NONBLOCK belongs to the open file, so it
-	// would stay set across exec.
-	for _, fd := range []int{fdRead, fdWrite} {
-		if err := unix.SetNonblock(fd, false); err != nil {
-			return fmt.Errorf("unable to make fd %d blocking: %w", fd, err)
-		}
-	}
-	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("unable to rewind fd 0: %w", err)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case envCAFile, envCADir, envCertFile, envKeyFile:
-			continue // ours only: never a leftover from the caller
-		}
-		env = append(env, kv)
-	}
-	if strings.HasSuffix(s.cfg.trustAnchors, "/") {
-		env = append(env, envCADir+"="+s.cfg.trustAnchors)
-	} else {
-		env = append(env, envCAFile+"="+s.cfg.trustAnchors)
-	}
-	if s.cfg.clientCert != "" {
-		env = append(env, envCertFile+"="+s.cfg.clientCert, envKeyFile+"="+s.cfg.clientKey)
-	}
-	path, err := chain.LookPath(s.cfg.tlsIO)
-	if err != nil {
-		return fmt.Errorf("unable to find %s: %w", s.cfg.tlsIO, err)
-	}
-	err = unix.Exec(path, []string{s.cfg.tlsIO, self}, env)
-	return fmt.Errorf("unable to exec %s: %w", path, err)
+	o, quit = s.runTLS()
+	return o, quit, true
 }
 
 // command sends one command line and reads its reply. Nothing may be

@@ -1,4 +1,4 @@
-package main
+package qmailremoteio
 
 // No report may hold the password, the AUTH payload, or any run of 6 or
 // more of their characters, whatever the server sends once AUTH began

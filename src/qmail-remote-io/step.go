@@ -1,4 +1,4 @@
-package main
+package qmailremoteio
 
 // Replies are matched only to commands already sent (SPEC 7, issue 12
 // item 3). A server that answers before it is asked (the 250 for the
@@ -42,8 +42,11 @@ func (e *outOfStep) Error() string {
 // buffer, or still in the kernel's (TIOCINQ, alias FIONREAD, works on the TCP socket, on
 // the TLS stage's socketpair and on a pipe alike).
 func (s *session) unread() int {
+	if s.tlsConn != nil {
+		return s.pendingTLS()
+	}
 	n := s.br.Buffered()
-	if k, err := unix.IoctlGetInt(fdRead, unix.TIOCINQ); err == nil && k > 0 {
+	if k, err := unix.IoctlGetInt(s.rfd, unix.TIOCINQ); err == nil && k > 0 {
 		n += k
 	}
 	return n

@@ -3,7 +3,7 @@
 // ordered addresses in QMAILREMOTE_CANDIDATES and execs into prog. When
 // DNS decides the delivery (no such domain, temporary failure, null MX,
 // the ipme rule), it prints the message report instead and exits 0.
-package main
+package qmailremoteresolve
 
 import (
 	"context"
@@ -20,8 +20,9 @@ const prog = "qmail-remote-resolve"
 
 const usage = "qmail-remote-resolve prog..."
 
-func main() {
-	if len(os.Args) < 2 {
+// Main is the program.
+func Main(args []string) chain.Next {
+	if len(args) < 2 {
 		chain.Usage(usage)
 	}
 	host, err := chainenv.String(chainenv.Host)
@@ -57,13 +58,13 @@ func main() {
 
 	out := resolve.Resolve(context.Background(), client, req)
 	if out.Letter != 0 {
-		if err := report.Write(os.Stdout, out.Letter, out.Text); err != nil {
+		if err := report.Write(chain.Stdout, out.Letter, out.Text); err != nil {
 			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
 		}
-		os.Exit(0)
+		return chain.Exit(0)
 	}
 	if err := os.Setenv(chainenv.Candidates, chainenv.FormatCandidates(out.Candidates)); err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to set %s: %v", chainenv.Candidates, err)
 	}
-	chain.ExecOrDie(prog, os.Args[1:])
+	return chain.Exec(args[1:])
 }

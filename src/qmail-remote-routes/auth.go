@@ -1,4 +1,4 @@
-package main
+package qmailremoteroutes
 
 import (
 	"errors"
@@ -58,8 +58,8 @@ func exportAuth(home string, r routes.Route) {
 
 // outcome ends the delivery with a Z report: the mail waits in the queue.
 func outcome(text string) {
-	if err := report.Write(os.Stdout, report.Temporary, text); err != nil {
+	if err := report.Write(chain.Stdout, report.Temporary, text); err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
 	}
-	os.Exit(0)
+	chain.ExitNow(0)
 }

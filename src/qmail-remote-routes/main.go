@@ -3,7 +3,7 @@
 // when the text has changed), exports the relay and port, and execs into
 // the rest of its command line. When control/smtpauth has credentials for
 // the route's relay, it says so in QMAILREMOTE_AUTH (auth.go).
-package main
+package qmailremoteroutes
 
 import (
 	"errors"
@@ -21,8 +21,9 @@ const usage = "qmail-remote-routes prog..."
 
 const prog = "qmail-remote-routes"
 
-func main() {
-	if len(os.Args) < 2 {
+// Main is the program.
+func Main(args []string) chain.Next {
+	if len(args) < 2 {
 		chain.Usage(usage)
 	}
 	home := absDir(chainenv.QmailHome)
@@ -42,10 +43,10 @@ func main() {
 		if !errors.As(err, &se) && !errors.As(err, &fe) {
 			chain.Die(chain.ExitSystem, prog, "%v", err)
 		}
-		if werr := report.Write(os.Stdout, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n"); werr != nil {
+		if werr := report.Write(chain.Stdout, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n"); werr != nil {
 			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", werr)
 		}
-		os.Exit(0)
+		return chain.Exit(0)
 	}
 
 	if r.Relay != "" {
@@ -55,7 +56,7 @@ func main() {
 	}
 	os.Setenv(chainenv.Port, strconv.Itoa(r.Port))
 	exportAuth(home, r)
-	chain.ExecOrDie(prog, os.Args[1:])
+	return chain.Exec(args[1:])
 }
 
 // absDir reads a directory variable, which must be an absolute path.

@@ -7,7 +7,7 @@
 // its application): qmail-remote-io execs into us with the connection on
 // fds 6/7 after the server said 220 to STARTTLS, and we must learn prog's
 // exit status to hand it on to qmail-remote-connect, whose child we are.
-package main
+package qmailremotetlsio
 
 import (
 	"crypto/tls"
@@ -64,8 +64,9 @@ type settings struct {
 	cell           *progress.Cell // handed on to prog on fd 3
 }
 
-func main() {
-	if len(os.Args) < 2 {
+// Main is the program.
+func Main(args []string) chain.Next {
+	if len(args) < 2 {
 		chain.Usage(usage)
 	}
 	st := readEnv()
@@ -77,7 +78,7 @@ func main() {
 	}
 	cell.SetStage(progress.StageTLS)
 	st.cell = cell
-	argv := os.Args[1:]
+	argv := args[1:]
 	path := chain.FindProgOrDie(progName, argv[0])
 	raw, err := tlsio.FdConn(fdRead, fdWrite)
 	if err != nil {
@@ -87,7 +88,7 @@ func main() {
 
 	batch := tlsio.NewBatchConn(raw)
 	conn, params := handshake(st, batch)
-	os.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}, params))
+	return chain.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}, params))
 }
 
 func readEnv() settings {
@@ -162,11 +163,11 @@ func loadControl(st *settings) {
 
 func final(reason string) {
 	writeReport("Unable to read control files: " + reason + ". (#4.3.0)\n")
-	os.Exit(0)
+	chain.ExitNow(0)
 }
 
 func writeReport(text string) {
-	if err := report.Write(os.Stdout, report.Temporary, text); err != nil {
+	if err := report.Write(chain.Stdout, report.Temporary, text); err != nil {
 		chain.Die(chain.ExitSystem, progName, "unable to write to stdout: %v", err)
 	}
 }
@@ -181,7 +182,7 @@ func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
 	if err != nil {
 		why := tlsio.Reason(err, st.cfg, st.timeoutConnect, time.Now())
 		writeReport(fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", st.ip, why))
-		os.Exit(chain.ExitTLSFailed)
+		chain.ExitNow(chain.ExitTLSFailed)
 	}
 	raw.SetDeadline(time.Time{})
 	return conn, tlsio.ParamsOf(conn.ConnectionState(), st.cfg.Server, st.cfg.Strictness == 2)
@@ -220,8 +221,8 @@ func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.
 		Args:   argv,
 		Env:    childEnv(p),
 		Stdin:  os.Stdin,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
+		Stdout: chain.Stdout,
+		Stderr: chain.Stderr,
 		// ExtraFiles[i] is fd 3+i: the progress cell on 3 (or closed),
 		// 4 and 5 closed, the plaintext socket on 6 (read) and 7
 		// (write), as the network was for us.
@@ -231,9 +232,9 @@ func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	// Pdeathsig fires when the thread that forked exits, not the
-	// process: stay on this thread until prog is reaped (we leave with
-	// os.Exit, never unlocking).
+	// process: stay on this thread until prog is reaped.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	err = cmd.Start()
 	theirs.Close()
 	if err != nil {

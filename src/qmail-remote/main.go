@@ -6,7 +6,7 @@
 //
 // It writes nothing to stderr, ever: under qmail-rspawn, fd 2 is a copy of
 // the report pipe.
-package main
+package qmailremote
 
 import (
 	"errors"
@@ -16,10 +16,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/guard"
@@ -34,10 +38,27 @@ const usage = "qmail-remote host sender recip [ recip ... ]"
 // The chain qmail-remote runs, in LIBEXECDIR (doc/chain.md).
 var stages = []string{"qmail-remote-routes", "qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io"}
 
-func main() {
-	out := run(os.Args)
+// Main is the program. It writes nothing on stderr, and ends with exit
+// status 0 after one message report, or by a signal (guard.Protect).
+func Main(args []string) chain.Next {
+	guard.Protect()
+	oneThread()
+	out := run(args)
 	out.Write(os.Stdout)
-	os.Exit(0)
+	return chain.Exit(0)
+}
+
+// oneThread runs the delivery of a message under parallelMin on one
+// thread (GOMAXPROCS 1): one delivery is a sequence of waits for one
+// server, and with more Ps the runtime's idle threads spin at every wait
+// for work that never comes, about a sixth of a small delivery's CPU
+// time (doc/bench.md). A bigger message keeps them for the parallel
+// pre-scan and the copy.
+func oneThread() {
+	var st unix.Stat_t
+	if unix.Fstat(0, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size < parallelMin {
+		runtime.GOMAXPROCS(1)
+	}
 }
 
 // run never panics out: a bug here must still end in a Z, not in exit 2
@@ -77,6 +98,7 @@ func run(args []string) (out guard.Outcome) {
 		return zero(report.Temporary, "Unable to read message: "+err.Error()+". (#4.3.0)\n")
 	}
 
+	realExec := chain.RealExec()
 	env := cleanEnv(os.Environ(), os.Getenv(chainenv.KeepGoEnv) == "1")
 	set := func(k, v string) { env = append(env, k+"="+v) }
 	set(chainenv.QmailHome, home)
@@ -99,10 +121,18 @@ func run(args []string) (out guard.Outcome) {
 	set(chainenv.TLSIO, filepath.Join(libexec, "qmail-remote-tlsio"))
 	set(chainenv.MsgBytes, strconv.FormatInt(stats.WireBytes, 10))
 	set(chainenv.Msg8Bit, map[bool]string{false: "0", true: "1"}[stats.Has8Bit])
+	if realExec {
+		set(chain.RealExecEnv, "1")
+	}
 
 	argv := make([]string, len(stages))
 	for i, s := range stages {
 		argv[i] = filepath.Join(libexec, s)
+	}
+	// The stages are ours: they run in this process, guarded here. Any
+	// other first stage is a child, guarded by its parent.
+	if _, ours := chain.Ours(argv[0]); ours {
+		return guard.InProcess(argv, env, msg, len(rcpts))
 	}
 	return guard.Run(argv, env, msg, len(rcpts))
 }

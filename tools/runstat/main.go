@@ -9,16 +9,40 @@
 // measured inside the full chain; bench.sh measures each program alone,
 // with the next stage replaced by a trivial program.
 //
+// And ru_maxrss has a floor: os/exec starts the command with vfork
+// (CLONE_VM, runstat's memory shared until the exec), and at the exec the
+// kernel records the high-water mark of the memory being left, runstat's,
+// as the command's ru_maxrss so far. /bin/true run by runstat has a
+// ru_maxrss of about 3 MB, its own peak being under 2. NAME_maxrss_floor
+// is runstat's VmHWM just before it started the command (the largest
+// over the runs): a NAME_maxrss at or near it measures runstat, not the
+// command. -hwm and -tree read /proc instead and have no such floor.
+//
 // -hwm also samples the command's own peak resident set (VmHWM in
 // /proc/PID/status) while it runs, which excludes its children: for a
 // program that spawns its next stage (qmail-remote-tlsio). The sample is
 // a lower bound that is exact once the program has reached its plateau.
+// A process that execs starts a new VmHWM with each image: the figure is
+// then the largest image's (what it grew in its last 2 ms not seen).
+//
+// -tree samples, every 2 ms, the sum of VmRSS over the whole process tree
+// of the command (the process it started and all its descendants, found
+// through the parent ids in /proc/*/stat) and reports the largest sum,
+// over all runs, as NAME_tree_rss: the memory of a whole delivery whose
+// stages are processes of their own at the same time (qmail-remote-tlsio
+// and its application). Shared pages (a program's text) count once per
+// process, so it is an upper bound of what the tree held at that
+// instant, and sampled, so short peaks between samples are missed.
+// ru_maxrss (NAME_maxrss) is reported as always: for a delivery in one
+// process it is the exact figure.
 //
 // -c N runs N copies at once, each with its own stdin, and reports the
 // rate and the total memory of every process of all copies together:
 // the peak over time of the summed VmRSS of all descendants (sampled
 // every 5 ms; shared pages, such as a program's text, counted once per
-// process) and of their summed RssAnon (private memory only).
+// process) and of their summed RssAnon (private memory only); and
+// NAME_cpu_ms_total, the CPU time (user+system, from wait4) of all
+// copies together, each with the descendants it waited for.
 //
 // -fd67 ADDR -starttls: before running the command, read the greeting,
 // send EHLO and STARTTLS and read the 220, so that the command gets a
@@ -42,7 +66,7 @@ import (
 	"time"
 )
 
-const usage = "runstat [ -n runs ] [ -c copies ] [ -i stdinfile ] [ -e envfile ] [ -fd67 addr:port [ -starttls ] ] [ -hwm ] [ -expect letter ] [ -name name ] prog [ args... ]\n" +
+const usage = "runstat [ -n runs ] [ -c copies ] [ -i stdinfile ] [ -e envfile ] [ -fd67 addr:port [ -starttls ] ] [ -hwm ] [ -tree ] [ -expect letter ] [ -name name ] prog [ args... ]\n" +
 	"       runstat -dump envfile prog [ args... ]"
 
 func main() {
@@ -56,9 +80,10 @@ func main() {
 	name := fs.String("name", "", "")
 	copies := fs.Int("c", 0, "")
 	hwm := fs.Bool("hwm", false, "")
+	tree := fs.Bool("tree", false, "")
 	starttls := fs.Bool("starttls", false, "")
 	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() == 0 || *n < 1 || *n > 10000 || len(*expect) > 1 ||
-		*copies < 0 || *copies > 1000 || (*starttls && *dial == "") || (*copies > 0 && (*dial != "" || *hwm)) {
+		*copies < 0 || *copies > 1000 || (*starttls && *dial == "") || (*copies > 0 && (*dial != "" || *hwm || *tree)) {
 		fmt.Fprintf(os.Stderr, "usage: %s\n", usage)
 		os.Exit(100)
 	}
@@ -95,7 +120,7 @@ func main() {
 	}
 
 	var walls, cpus []time.Duration
-	var maxrss, hwmKB int64
+	var maxrss, hwmKB, treeKB, floor int64
 	for i := 0; i < *n; i++ {
 		cmd, out := command(argv, env, *in)
 		if *dial != "" {
@@ -117,21 +142,31 @@ func main() {
 			cmd.ExtraFiles = []*os.File{nil, nil, nil, f, f}
 			defer f.Close()
 		}
+		if self := statusKB(os.Getpid(), "VmHWM"); self != nil {
+			floor = max(floor, self["VmHWM"])
+		}
 		start := time.Now()
 		err := cmd.Start()
 		if err != nil {
 			die("running %s: %v", argv[0], err)
 		}
-		var sampled chan int64
+		stop := make(chan struct{})
+		var hwmDone, treeDone chan int64
 		if *hwm {
-			sampled = make(chan int64, 1)
-			stop := make(chan struct{})
-			go sampleHWM(cmd.Process.Pid, stop, sampled)
-			err = cmd.Wait()
-			close(stop)
-			hwmKB = max(hwmKB, <-sampled)
-		} else {
-			err = cmd.Wait()
+			hwmDone = make(chan int64, 1)
+			go sampleHWM(cmd.Process.Pid, stop, hwmDone)
+		}
+		if *tree {
+			treeDone = make(chan int64, 1)
+			go sampleTree(cmd.Process.Pid, stop, treeDone)
+		}
+		err = cmd.Wait()
+		close(stop)
+		if *hwm {
+			hwmKB = max(hwmKB, <-hwmDone)
+		}
+		if *tree {
+			treeKB = max(treeKB, <-treeDone)
 		}
 		walls = append(walls, time.Since(start))
 		if cmd.ProcessState == nil {
@@ -154,8 +189,12 @@ func main() {
 	fmt.Printf("%s_ms_p90: %s ms\n", prefix, ms(walls[(len(walls)*9+9)/10-1]))
 	fmt.Printf("%s_cpu_ms_median: %s ms\n", prefix, ms(cpus[len(cpus)/2]))
 	fmt.Printf("%s_maxrss: %d kB\n", prefix, maxrss)
+	fmt.Printf("%s_maxrss_floor: %d kB\n", prefix, floor)
 	if *hwm {
 		fmt.Printf("%s_hwm: %d kB\n", prefix, hwmKB)
+	}
+	if *tree {
+		fmt.Printf("%s_tree_rss: %d kB\n", prefix, treeKB)
 	}
 }
 

@@ -56,6 +56,30 @@ func sampleHWM(pid int, stop <-chan struct{}, result chan<- int64) {
 	}
 }
 
+// sampleTree polls the summed VmRSS of pid and all its descendants until
+// stop is closed and sends the largest sum. The sampling stops when stop
+// is closed, after pid has been reaped: a last sample then finds nothing.
+func sampleTree(pid int, stop <-chan struct{}, result chan<- int64) {
+	var best int64
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		// pid first: a short-lived command may be gone once the scan
+		// of /proc for its descendants is done.
+		sum := statusKB(pid, "VmRSS")["VmRSS"]
+		for _, p := range descendants(pid) {
+			sum += statusKB(p, "VmRSS")["VmRSS"]
+		}
+		best = max(best, sum)
+		select {
+		case <-stop:
+			result <- best
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // descendants returns every process below root, from /proc/*/stat.
 func descendants(root int) []int {
 	ents, err := os.ReadDir("/proc")
@@ -127,6 +151,7 @@ func concurrent(prefix string, copies int, argv, env []string, in, expect string
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []string
+	var cpu time.Duration
 	start := time.Now()
 	for i := 0; i < copies; i++ {
 		cmd, out := command(argv, env, in)
@@ -137,6 +162,11 @@ func concurrent(prefix string, copies int, argv, env []string, in, expect string
 		go func() {
 			defer wg.Done()
 			cmd.Wait()
+			if cmd.ProcessState != nil {
+				mu.Lock()
+				cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				mu.Unlock()
+			}
 			if expect != "" {
 				if got := lastLetter(out.Bytes()); got != expect || cmd.ProcessState.ExitCode() != 0 {
 					mu.Lock()
@@ -154,6 +184,7 @@ func concurrent(prefix string, copies int, argv, env []string, in, expect string
 	fmt.Printf("%s_failed: %d\n", prefix, len(failures))
 	fmt.Printf("%s_wall_ms: %s ms\n", prefix, ms(wall))
 	fmt.Printf("%s_per_s: %.1f deliveries/s\n", prefix, float64(copies)/wall.Seconds())
+	fmt.Printf("%s_cpu_ms_total: %s ms\n", prefix, ms(cpu))
 	fmt.Printf("%s_peak_procs: %d processes\n", prefix, peakProcs)
 	fmt.Printf("%s_peak_total_rss: %d kB\n", prefix, peakRSS)
 	fmt.Printf("%s_peak_total_anon: %d kB\n", prefix, peakAnon)

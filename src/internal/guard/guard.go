@@ -48,7 +48,7 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	// counts as "the dot may be out".
 	cell, cerr := progress.Create()
 	if cerr == nil {
-		defer cell.File().Close()
+		defer cell.Close()
 		cmd.ExtraFiles = []*os.File{cell.File()}
 		cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)], progress.Env+"="+strconv.Itoa(progress.FD))
 	}
@@ -84,13 +84,12 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	werr := cmd.Wait()
 	phase, _ := cell.Read()
 
-	return judge(out, over, diag.data, werr, nrcpt, progress.DotMayBeOut(phase))
+	return judge(out, over, diag.data, describeExit(werr), nrcpt, progress.DotMayBeOut(phase))
 }
 
 // judge decides what qmail-rspawn sees, from what the chain printed, how
-// it ended, and whether the final dot may have gone out.
-func judge(out []byte, over bool, diag []byte, werr error, nrcpt int, dotMayBeOut bool) Outcome {
-	status := describeExit(werr)
+// it ended (status), and whether the final dot may have gone out.
+func judge(out []byte, over bool, diag []byte, status string, nrcpt int, dotMayBeOut bool) Outcome {
 	dup := ""
 	if dotMayBeOut {
 		dup = " Possible duplicate!"

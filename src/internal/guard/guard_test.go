@@ -12,8 +12,8 @@ import (
 	"qmail-remote-go/src/internal/report"
 )
 
-// chain writes a shell script standing in for the rest of the chain.
-func chain(t *testing.T, script string) []string {
+// stages writes a shell script standing in for the rest of the chain.
+func stages(t *testing.T, script string) []string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "stage")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
@@ -93,7 +93,7 @@ func TestGuard(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			argv := chain(t, tc.script)
+			argv := stages(t, tc.script)
 			if tc.script == "" {
 				os.Chmod(argv[0], 0o644)
 			}
@@ -140,7 +140,7 @@ func main() { os.Stdout.Write([]byte("r\x00")); var m map[string]int; m["x"] = 1
 }
 
 func TestEachReportOneWrite(t *testing.T) {
-	o := Run(chain(t, `printf 'r\0s192.0.2.1 does not like recipient.\n\0Zlater\0'`), nil, message(t), 2)
+	o := Run(stages(t, `printf 'r\0s192.0.2.1 does not like recipient.\n\0Zlater\0'`), nil, message(t), 2)
 	if len(o.Reports) != 3 || string(o.Reports[1]) != "s192.0.2.1 does not like recipient.\n\x00" {
 		t.Fatalf("reports %q", o.Reports)
 	}
@@ -174,7 +174,7 @@ func TestDuplicate(t *testing.T) {
 		{"garbage before it", `printf b 1<>/dev/fd/3; printf 'junk'`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := run(t, chain(t, tc.script), 1)
+			out := run(t, stages(t, tc.script), 1)
 			m := wellFormed(t, out, 1)
 			if m.Letter != 'Z' || strings.Contains(m.Text, "Possible duplicate!") != tc.dup {
 				t.Errorf("report %q, want Z with duplicate %v", out, tc.dup)
@@ -186,7 +186,7 @@ func TestDuplicate(t *testing.T) {
 // TestCellPassed: the chain finds the cell on fd 3, named in
 // QMAILREMOTE_PROGRESSFD, reading n (no connection yet).
 func TestCellPassed(t *testing.T) {
-	out := run(t, chain(t, `if [ "$QMAILREMOTE_PROGRESSFD" = 3 ] && [ "$(head -c 1 /dev/fd/3)" = n ]; then printf 'KOK\n\0'; else printf 'Zno cell\n\0'; fi`), 1)
+	out := run(t, stages(t, `if [ "$QMAILREMOTE_PROGRESSFD" = 3 ] && [ "$(head -c 1 /dev/fd/3)" = n ]; then printf 'KOK\n\0'; else printf 'Zno cell\n\0'; fi`), 1)
 	if m := wellFormed(t, out, 1); m.Letter != 'K' {
 		t.Errorf("report %q: the chain did not get the cell", out)
 	}
@@ -195,7 +195,7 @@ func TestCellPassed(t *testing.T) {
 // TestCompleteReportSurvivesDeath: a report written in full stays, however
 // the chain ends next.
 func TestCompleteReportSurvivesDeath(t *testing.T) {
-	out := run(t, chain(t, `printf d 1<>/dev/fd/3; printf 'r\0K192.0.2.1 accepted message.\n\0'; kill -9 $$`), 1)
+	out := run(t, stages(t, `printf d 1<>/dev/fd/3; printf 'r\0K192.0.2.1 accepted message.\n\0'; kill -9 $$`), 1)
 	if m := wellFormed(t, out, 1); m.Letter != 'K' {
 		t.Errorf("report %q, want the K", out)
 	}

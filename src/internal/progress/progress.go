@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,7 +72,27 @@ func Create() (*Cell, error) {
 	}
 	c := &Cell{os.NewFile(uintptr(fd), "progress")}
 	c.write(0, NotConnected, StageSMTP)
+	cells.Store(fd, c)
 	return c, nil
+}
+
+// cells are the cells this process holds, by descriptor: a program run
+// in the same process as the one that made or opened the cell gets the
+// same *Cell, never a second *os.File whose finalizer would close the
+// descriptor under the first.
+var cells sync.Map
+
+// EnvValue is the value of QMAILREMOTE_PROGRESSFD that names c in this
+// process.
+func (c *Cell) EnvValue() string { return strconv.Itoa(int(c.f.Fd())) }
+
+// Close closes the cell's descriptor.
+func (c *Cell) Close() error {
+	if c == nil {
+		return nil
+	}
+	cells.Delete(int(c.f.Fd()))
+	return c.f.Close()
 }
 
 // FromEnv opens the cell named in QMAILREMOTE_PROGRESSFD: nil and no error
@@ -86,6 +107,9 @@ func FromEnv() (*Cell, error) {
 	if err != nil || fd < 3 || strconv.Itoa(fd) != v {
 		return nil, fmt.Errorf("%s must be a descriptor number of 3 or more, not %q", Env, v)
 	}
+	if c, ok := cells.Load(fd); ok {
+		return c.(*Cell), nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("%s names fd %d, which is not open: %v", Env, fd, err)
@@ -93,7 +117,8 @@ func FromEnv() (*Cell, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s names fd %d, which is not a progress cell (a memory file)", Env, fd)
 	}
-	return &Cell{os.NewFile(uintptr(fd), "progress")}, nil
+	c, _ := cells.LoadOrStore(fd, &Cell{os.NewFile(uintptr(fd), "progress")})
+	return c.(*Cell), nil
 }
 
 // File is the cell's descriptor, to hand to a child (exec.Cmd.ExtraFiles);

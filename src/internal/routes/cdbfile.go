@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/colinmarc/cdb"
 
@@ -117,7 +117,38 @@ func (m *memFile) Seek(off int64, whence int) (int64, error) {
 // by the default route instead.
 const trailerMagic = "QRR1"
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// crc32c is the CRC-32C (Castagnoli) of b, a byte a step. hash/crc32
+// would build its tables at the start-up of every program of the binary,
+// and its SSE4.2 tables cost about 1.2 million instructions, more than
+// the rest of a delivery's start-up; this table costs 2,048 steps, built
+// when first needed, and a 100 KiB smtproutes.cdb half a millisecond.
+func crc32c(b []byte) uint32 {
+	t := crc32cTable()
+	crc := ^uint32(0)
+	for _, v := range b {
+		crc = t[byte(crc)^v] ^ crc>>8
+	}
+	return ^crc
+}
+
+// castagnoli is the CRC-32C polynomial, reversed (hash/crc32.Castagnoli).
+const castagnoli = 0x82f63b78
+
+var crc32cTable = sync.OnceValue(func() *[256]uint32 {
+	var t [256]uint32
+	for i := range t {
+		crc := uint32(i)
+		for range 8 {
+			if crc&1 == 1 {
+				crc = crc>>1 ^ castagnoli
+			} else {
+				crc >>= 1
+			}
+		}
+		t[i] = crc
+	}
+	return &t
+})
 
 // encodeDB builds the cdb file of a compiled table (or of a compiled
 // syntax error, when t is nil).
@@ -153,7 +184,7 @@ func encodeDB(t *Table, synErr *SyntaxError, st stamp) ([]byte, error) {
 		return nil, err
 	}
 	b := append(m.b, trailerMagic...)
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[:len(m.b)], castagnoli)), nil
+	return binary.LittleEndian.AppendUint32(b, crc32c(b[:len(m.b)])), nil
 }
 
 // boundedReader refuses reads past the end of the file, and any 8-byte
@@ -220,7 +251,7 @@ func openDB(b []byte) (d *db, err error) {
 		return nil, errCorrupt
 	}
 	body, trailer := b[:len(b)-8], b[len(b)-8:]
-	if string(trailer[:4]) != trailerMagic || binary.LittleEndian.Uint32(trailer[4:]) != crc32.Checksum(body, castagnoli) {
+	if string(trailer[:4]) != trailerMagic || binary.LittleEndian.Uint32(trailer[4:]) != crc32c(body) {
 		return nil, errCorrupt
 	}
 	size := int64(len(body))

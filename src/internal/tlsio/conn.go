@@ -87,3 +87,18 @@ func (a fdAddr) String() string  { return string(a) }
 type plainHalf struct{ net.Conn }
 
 func (plainHalf) CloseWrite() error { return nil }
+
+// FilesConn is the connection on the socket files r and w (the same
+// socket, or two descriptors of it), which the caller keeps and closes
+// itself: Close does nothing, and CloseWrite shuts down the writing side
+// of wfd, the socket under w. It is what a program that already speaks on
+// the socket hands to crypto/tls at STARTTLS.
+func FilesConn(r, w *os.File, wfd int) HalfConn { return &socketFiles{fileConn{r, w}, wfd} }
+
+type socketFiles struct {
+	fileConn
+	wfd int
+}
+
+func (c *socketFiles) Close() error      { return nil }
+func (c *socketFiles) CloseWrite() error { return unix.Shutdown(c.wfd, unix.SHUT_WR) }

@@ -1,0 +1,29 @@
+// The multicall binary: every program of qmail-remote-go in one static
+// executable, installed under each program's name (hard links). Run by
+// any of those names, it is that program. A program that execs another
+// one of them runs it in the same process (package chain).
+package main
+
+import (
+	"os"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/qmail-newsmtproutes"
+	"qmail-remote-go/src/qmail-remote"
+	"qmail-remote-go/src/qmail-remote-connect"
+	"qmail-remote-go/src/qmail-remote-io"
+	"qmail-remote-go/src/qmail-remote-resolve"
+	"qmail-remote-go/src/qmail-remote-routes"
+	"qmail-remote-go/src/qmail-remote-tlsio"
+)
+
+func main() {
+	chain.Register("qmail-remote", qmailremote.Main)
+	chain.Register("qmail-newsmtproutes", qmailnewsmtproutes.Main)
+	chain.Register("qmail-remote-routes", qmailremoteroutes.Main)
+	chain.Register("qmail-remote-resolve", qmailremoteresolve.Main)
+	chain.Register("qmail-remote-connect", qmailremoteconnect.Main)
+	chain.Register("qmail-remote-io", qmailremoteio.Main)
+	chain.Register("qmail-remote-tlsio", qmailremotetlsio.Main)
+	os.Exit(chain.Main(os.Args))
+}

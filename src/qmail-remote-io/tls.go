@@ -1,0 +1,287 @@
+package qmailremoteio
+
+// STARTTLS (and SMTPS) hand the connection to the TLS stage named by
+// QMAILREMOTE_TLSIO. When that is our own qmail-remote-tlsio (this
+// binary, under that name), the session goes on in this process: the
+// handshake on the same socket, then the second run of the conversation
+// over the TLS session, with the same report texts, exit codes and
+// verification rules as the two programs give. Any other TLS stage is
+// exec'd, as s6-tlsc-io would be, or, when a caller in this process waits
+// for us (the connector), spawned on the socket and waited for.
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/chain"
+	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/progress"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/tlsio"
+)
+
+// defaultTimeoutTLS bounds the handshake when QMAILREMOTE_TIMEOUTCONNECT
+// is unset (a run by hand): stock qmail's timeoutconnect.
+const defaultTimeoutTLS = 60 * time.Second
+
+// runTLS goes on under TLS: in this process when the TLS stage is ours,
+// else through the TLS stage. It returns the end of the session.
+func (s *session) runTLS() (outcome, bool) {
+	path, err := chain.LookPath(s.cfg.tlsIO)
+	if err == nil {
+		if _, ours := chain.Ours(path); ours && filepath.Base(path) == tlsStage {
+			return s.handshake()
+		}
+		if s.inProcess {
+			err = s.spawnTLS(path)
+		} else {
+			err = s.execTLS(path)
+		}
+	} else {
+		err = fmt.Errorf("unable to find %s: %w", s.cfg.tlsIO, err)
+	}
+	if err == nil {
+		return outcome{}, false
+	}
+	return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but I could not start the TLS stage. (#4.3.0)\n" + sentence("Error", err)}, false
+}
+
+// tlsConfig is what the TLS stage would read from its environment.
+// Trust anchors and the client certificate that do not load are a final
+// Z (the same for every server); a broken variable ends the program, as
+// it ends the TLS stage.
+func (s *session) tlsConfig() (tlsio.Config, error) {
+	var c tlsio.Config
+	var err error
+	die := func(err error) { chain.Die(chain.ExitUsage, prog, "%v", err) }
+	if c.Server, err = tlsio.ParseServer(s.cfg.mxName); err != nil {
+		die(&chainenv.Error{Name: chainenv.MXName, Reason: err.Error()})
+	}
+	n, err := chainenv.Int(chainenv.TLSStrictness, 0, 2)
+	if err != nil {
+		die(err)
+	}
+	c.Strictness = int(n)
+	s.cfg.timeoutTLS = defaultTimeoutTLS
+	if _, ok := os.LookupEnv(chainenv.TimeoutConnect); ok {
+		if s.cfg.timeoutTLS, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
+			die(err)
+		}
+	}
+	// Level 2 only: at 0 and 1 nothing is verified.
+	if c.Strictness == 2 {
+		if strings.HasSuffix(s.cfg.trustAnchors, "/") {
+			c.Anchors, _, err = tlsio.LoadDir(s.cfg.trustAnchors)
+		} else {
+			c.Anchors, _, err = tlsio.LoadFile(s.cfg.trustAnchors)
+		}
+		if err != nil {
+			return c, fmt.Errorf("trust anchors: %v", err)
+		}
+	}
+	if s.cfg.clientCert != "" {
+		if c.ClientCert, err = tlsio.LoadClientCert(s.cfg.clientCert, s.cfg.clientKey); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// handshake does the TLS handshake on the socket within timeoutconnect
+// and runs the rest of the session over it. A failed handshake is this
+// server's: a Z and exit 11, and the connector decides between the next
+// candidate and (tlsstrictness 0) a cleartext retry.
+func (s *session) handshake() (outcome, bool) {
+	c, err := s.tlsConfig()
+	if err != nil {
+		s.final = true
+		return outcome{report.Temporary, "Unable to read control files: " + err.Error() + ". (#4.3.0)\n"}, false
+	}
+	raw := tlsio.FilesConn(s.rawR, s.rawW, s.wfd)
+	s.probe = &probeConn{HalfConn: raw, f: s.rawR}
+	batch := tlsio.NewBatchConn(s.probe)
+	conn := tls.Client(batch, c.TLSConfig())
+	raw.SetDeadline(time.Now().Add(s.cfg.timeoutTLS))
+	if err := conn.Handshake(); err != nil {
+		s.tlsFailed = true
+		why := tlsio.Reason(err, c, s.cfg.timeoutTLS, time.Now())
+		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", s.cfg.ip, why)}, false
+	}
+	raw.SetDeadline(time.Time{})
+	p := tlsio.ParamsOf(conn.ConnectionState(), c.Server, c.Strictness == 2)
+	s.tlsConn = &tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}
+	s.r, s.w = s.tlsConn, s.tlsConn
+	s.br = bufio.NewReaderSize(s.r, 4096)
+	s.cfg.tls = &tlsInfo{protocol: p.Protocol, cipher: p.Cipher, verified: p.Verified}
+	return s.deliver()
+}
+
+// probeConn is the socket under the TLS session. While on, a Read takes
+// what has arrived without waiting for more: the out-of-step check
+// (step.go) lets crypto/tls read the records that are there, so that a
+// reply sent early shows as plaintext and a session ticket does not.
+type probeConn struct {
+	tlsio.HalfConn
+	f  *os.File
+	on bool
+}
+
+// errNothingYet is a would-block read: a net.Error that says temporary,
+// so that crypto/tls keeps the session usable after it.
+type errNothingYet struct{}
+
+func (errNothingYet) Error() string   { return "nothing to read yet" }
+func (errNothingYet) Timeout() bool   { return true }
+func (errNothingYet) Temporary() bool { return true }
+
+func (p *probeConn) Read(b []byte) (int, error) {
+	if !p.on {
+		return p.HalfConn.Read(b)
+	}
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return 0, errNothingYet{}
+	}
+	var n int
+	var rerr error
+	rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), b)
+		return true // one try: never wait for the descriptor
+	})
+	switch {
+	case rerr == unix.EAGAIN || rerr == unix.EINTR:
+		return 0, errNothingYet{}
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// pendingTLS is how many bytes of plaintext the server sent under TLS
+// that we have not read, once crypto/tls has read every whole record
+// that arrived. A record still arriving counts for nothing until it is
+// whole: the next check, or the next reply, sees it.
+func (s *session) pendingTLS() int {
+	if k, err := unix.IoctlGetInt(s.rfd, unix.TIOCINQ); err != nil || k == 0 {
+		return s.br.Buffered()
+	}
+	s.probe.on = true
+	s.br.Peek(1)
+	s.probe.on = false
+	return s.br.Buffered()
+}
+
+// tlsEnv is our environment for the TLS stage of another binary: its
+// inputs (s6-tlsc-io's names) from our trust anchors and client
+// certificate, never a leftover from our caller.
+func (s *session) tlsEnv() []string {
+	env := chainenv.Without("CAFILE", "CADIR", "CERTFILE", "KEYFILE")
+	if strings.HasSuffix(s.cfg.trustAnchors, "/") {
+		env = append(env, envCADir+"="+s.cfg.trustAnchors)
+	} else {
+		env = append(env, envCAFile+"="+s.cfg.trustAnchors)
+	}
+	if s.cfg.clientCert != "" {
+		env = append(env, envCertFile+"="+s.cfg.clientCert, envKeyFile+"="+s.cfg.clientKey)
+	}
+	return env
+}
+
+// self is the path that runs this program again, for the TLS stage.
+func (s *session) self() (string, error) {
+	p, err := chain.LookPath(s.argv0)
+	if err != nil {
+		return "", fmt.Errorf("unable to find my own path: %w", err)
+	}
+	return filepath.Abs(p)
+}
+
+// prepare gives the TLS stage what it expects: blocking sockets, as the
+// connector made them (O_NONBLOCK belongs to the open file and would stay
+// set), and fd 0 at its start.
+func (s *session) prepare() error {
+	for _, fd := range []int{s.rfd, s.wfd} {
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return fmt.Errorf("unable to make fd %d blocking: %w", fd, err)
+		}
+	}
+	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("unable to rewind fd 0: %w", err)
+	}
+	return nil
+}
+
+// execTLS replaces the process with the TLS stage at path, which runs
+// this program again over the encrypted session. It returns only on
+// failure.
+func (s *session) execTLS(path string) error {
+	self, err := s.self()
+	if err != nil {
+		return err
+	}
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	err = unix.Exec(path, []string{s.cfg.tlsIO, self}, s.tlsEnv())
+	return fmt.Errorf("unable to exec %s: %w", path, err)
+}
+
+// spawnTLS runs the TLS stage at path as our child, on the socket as its
+// fds 6 and 7, and waits for it: what an exec would do, when a caller in
+// this process waits for us. Its reports are ours, and so is how it ends.
+func (s *session) spawnTLS(path string) error {
+	self, err := s.self()
+	if err != nil {
+		return err
+	}
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	env := s.tlsEnv()
+	if s.cell != nil {
+		env = append(chainenv.WithoutIn(env, progress.Env), progress.Env+"="+strconv.Itoa(progress.FD))
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   []string{s.cfg.tlsIO, self},
+		Env:    env,
+		Stdin:  os.Stdin,
+		Stdout: chain.Stdout,
+		Stderr: chain.Stderr,
+		// fd 3 the progress cell, 4 and 5 closed, the socket on 6 and 7.
+		ExtraFiles: []*os.File{s.cell.File(), nil, nil, s.rawR, s.rawW},
+		// If we die, it must not go on talking to the server.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	// Pdeathsig fires when the forking thread exits: stay on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("unable to run %s: %w", path, err)
+	}
+	cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	e := chain.Ended{Exited: ws.Exited(), Code: ws.ExitStatus()}
+	if !e.Exited {
+		e.How = fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+		if !ws.Signaled() {
+			e.How = "ended in an unknown way: " + cmd.ProcessState.String()
+		}
+	}
+	s.handedOver = &e
+	return nil
+}
