@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // Smarthost submission (doc/smtpauth.md) through the whole chain.

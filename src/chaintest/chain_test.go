@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 const sample = "From: a@client.example.test\nTo: b@example.test\nSubject: chain test\n\nHello.\n.leading dot\n..two dots\n\n.\nlast line\n"

@@ -22,7 +22,7 @@ import (
 	"github.com/colinmarc/cdb"
 
 	"qmail-remote-go/src/internal/report"
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 	"qmail-remote-go/src/internal/tcpto"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"qmail-remote-go/src/internal/dnstest"
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/dnstest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 // dnsHome is a qmail home whose resolver is a dnstest server and whose

@@ -8,7 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"qmail-remote-go/src/internal/dnstest"
+	"qmail-remote-go/src/testkit/dnstest"
 )
 
 // Issue 6, point 5, through the real chain: the DNS faults dns_test.go

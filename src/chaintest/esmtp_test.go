@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 const ehloAll = "250-mx.example.test\n250-PIPELINING\n250-SIZE 10240000\n250-8BITMIME\n250-SMTPUTF8\n250 ENHANCEDSTATUSCODES"

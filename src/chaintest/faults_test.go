@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 // The faults, in the order of the table's columns.

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // fifoHome is a qmail home that delivers example.test to srv, with a

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 // TestLevel2FailsClosed: tlsstrictness 2 without usable trust anchors is

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/report"
 )
 

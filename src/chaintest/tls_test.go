@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/smtptest"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // tlsWorld is a qmail home with trust anchors, and DNS saying

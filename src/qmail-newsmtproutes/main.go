@@ -48,12 +48,12 @@ func Main(args []string) chain.Next {
 // dir returns the override from the environment, or the configured
 // default. An override must be an absolute path.
 func dir(name, def string) string {
-	v, ok := os.LookupEnv(name)
-	if !ok {
+	if _, ok := os.LookupEnv(name); !ok {
 		return def
 	}
-	if !filepath.IsAbs(v) {
-		chain.Die(chain.ExitUsage, prog, "%s must be an absolute path, not %q", name, v)
+	v, err := chainenv.AbsPath(name)
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
-	return filepath.Clean(v)
+	return v
 }

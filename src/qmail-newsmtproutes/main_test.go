@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 )
 
 var bin string

@@ -132,11 +132,8 @@ func readConfig() (config, error) {
 		name string
 		p    *string
 	}{{chainenv.QmailHome, &cfg.qmailHome}, {chainenv.QmailRun, &cfg.qmailRun}} {
-		if *d.p, err = chainenv.NonEmpty(d.name); err != nil {
+		if *d.p, err = chainenv.AbsPath(d.name); err != nil {
 			return cfg, err
-		}
-		if !filepath.IsAbs(*d.p) {
-			return cfg, &chainenv.Error{Name: d.name, Reason: fmt.Sprintf("must be an absolute path, not %q", *d.p)}
 		}
 	}
 	n, err := chainenv.Int(chainenv.Rcpts, 1, 1<<20)

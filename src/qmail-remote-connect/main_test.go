@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
 	"qmail-remote-go/src/internal/report"

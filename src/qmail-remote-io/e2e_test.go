@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"qmail-remote-go/src/internal/smtptest"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // realTLSIO is the real qmail-remote-tlsio: the multicall binary under

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 const (

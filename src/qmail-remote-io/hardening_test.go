@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"qmail-remote-go/src/internal/progress"
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 // TestOutOfStep: a server that answers before it is asked gets a Z, never

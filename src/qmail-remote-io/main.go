@@ -45,6 +45,8 @@ import (
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
 	"qmail-remote-go/src/internal/tlsio"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 const usage = "qmail-remote-io"
@@ -393,7 +395,7 @@ func (s *session) run() chain.Ended {
 	// Whoever ran us may have read it (qmail-remote's pre-scan, an
 	// earlier candidate's session).
 	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
-		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+sentence("Cannot seek fd 0", err))
+		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+say.Sentence("Cannot seek fd 0", err))
 		return exit(0)
 	}
 	// Whatever happened in an earlier run on this connection, the dot
@@ -438,6 +440,7 @@ func (s *session) deliver() (outcome, bool) {
 	ip := s.cfg.ip
 	var r smtp.Reply
 	var err error
+	crashHere("greeting")
 	// SMTPS (auth.go): TLS before anything else, the greeting under TLS.
 	if s.cfg.tls == nil && s.cfg.smtps() {
 		return s.startSMTPS()
@@ -506,6 +509,7 @@ func (s *session) deliver() (outcome, bool) {
 			return err
 		}
 		s.cell.Set(progress.Dot)
+		crashHere("dot")
 		return nil
 	}) // mapsend.go
 	var mre *msgReadError
@@ -515,7 +519,7 @@ func (s *session) deliver() (outcome, bool) {
 		// Leaving without the dot makes the server drop the message.
 		return outcome{report.Temporary, "Unable to read message. (#4.3.0)\nThe message changed while I was sending it: its last line is now partial.\n"}, false
 	case errors.As(err, &mre):
-		return outcome{report.Temporary, "Unable to read message. (#4.3.0)\n" + sentence("Error reading the message", mre.err)}, false
+		return outcome{report.Temporary, "Unable to read message. (#4.3.0)\n" + say.Sentence("Error reading the message", mre.err)}, false
 	case err != nil:
 		return s.broken(stepBody, err, false), false
 	}
@@ -688,7 +692,7 @@ func (s *session) broken(step string, err error, afterDot bool) outcome {
 					why = smtp.ErrLineTooLong
 				}
 			}
-			return outcome{report.Temporary, head + s.secrets.hide(sentence("Bad reply while "+doing, why)) + s.serverText(re.reply.Text)}
+			return outcome{report.Temporary, head + s.secrets.hide(say.Sentence("Bad reply while "+doing, why)) + s.serverText(re.reply.Text)}
 		}
 	}
 	head := "Connected to " + s.cfg.ip + " but connection died. " + dup + "(#4.4.2)\n"
@@ -699,23 +703,9 @@ func (s *session) broken(step string, err error, afterDot bool) outcome {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		detail = "The server closed the connection while " + doing + ".\n"
 	default:
-		detail = sentence("Error while "+doing, err)
+		detail = say.Sentence("Error while "+doing, err)
 	}
 	return outcome{report.Temporary, head + detail}
-}
-
-// rootCause drops the *os.PathError wrapping ("read fd6: ...") of an error.
-func rootCause(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// sentence formats "what: err.\n".
-func sentence(what string, err error) string {
-	return what + ": " + rootCause(err).Error() + ".\n"
 }
 
 // quit sends QUIT and does not wait for the answer (SPEC 7; stock: "waiting

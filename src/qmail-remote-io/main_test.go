@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 var binary, fakeTLSIO string

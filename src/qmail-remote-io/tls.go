@@ -30,6 +30,8 @@ import (
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tlsio"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // defaultTimeoutTLS bounds the handshake when QMAILREMOTE_TIMEOUTCONNECT
@@ -55,7 +57,7 @@ func (s *session) runTLS() (outcome, bool) {
 	if err == nil {
 		return outcome{}, false
 	}
-	return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but I could not start the TLS stage. (#4.3.0)\n" + sentence("Error", err)}, false
+	return outcome{report.Temporary, "Connected to " + s.cfg.ip + " but I could not start the TLS stage. (#4.3.0)\n" + say.Sentence("Error", err)}, false
 }
 
 // tlsConfig is what the TLS stage would read from its environment.

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"qmail-remote-go/src/internal/report"
-	"qmail-remote-go/src/internal/smtptest"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // fakeTLSIOScript stands in for qmail-remote-tlsio, to check the exec

@@ -12,7 +12,6 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
-	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/resolve"
 )
 
@@ -58,10 +57,7 @@ func Main(args []string) chain.Next {
 
 	out := resolve.Resolve(context.Background(), client, req)
 	if out.Letter != 0 {
-		if err := report.Write(chain.Stdout, out.Letter, out.Text); err != nil {
-			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
-		}
-		return chain.Exit(0)
+		return chain.Final(prog, out.Letter, out.Text)
 	}
 	if err := os.Setenv(chainenv.Candidates, chainenv.FormatCandidates(out.Candidates)); err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to set %s: %v", chainenv.Candidates, err)

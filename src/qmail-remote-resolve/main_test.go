@@ -10,8 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"qmail-remote-go/src/internal/buildtest"
-	"qmail-remote-go/src/internal/dnstest"
+	"qmail-remote-go/src/testkit/buildtest"
+	"qmail-remote-go/src/testkit/dnstest"
 )
 
 var bin string

@@ -58,8 +58,5 @@ func exportAuth(home string, r routes.Route) {
 
 // outcome ends the delivery with a Z report: the mail waits in the queue.
 func outcome(text string) {
-	if err := report.Write(chain.Stdout, report.Temporary, text); err != nil {
-		chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", err)
-	}
-	chain.ExitNow(0)
+	chain.ExitNow(chain.Final(prog, report.Temporary, text).Code())
 }

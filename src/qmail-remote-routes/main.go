@@ -8,7 +8,6 @@ package qmailremoteroutes
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"qmail-remote-go/src/internal/chain"
@@ -43,10 +42,7 @@ func Main(args []string) chain.Next {
 		if !errors.As(err, &se) && !errors.As(err, &fe) {
 			chain.Die(chain.ExitSystem, prog, "%v", err)
 		}
-		if werr := report.Write(chain.Stdout, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n"); werr != nil {
-			chain.Die(chain.ExitSystem, prog, "unable to write the report: %v", werr)
-		}
-		return chain.Exit(0)
+		return chain.Final(prog, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n")
 	}
 
 	if r.Relay != "" {
@@ -61,12 +57,9 @@ func Main(args []string) chain.Next {
 
 // absDir reads a directory variable, which must be an absolute path.
 func absDir(name string) string {
-	v, err := chainenv.NonEmpty(name)
+	v, err := chainenv.AbsPath(name)
 	if err != nil {
 		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
-	if !filepath.IsAbs(v) {
-		chain.Die(chain.ExitUsage, prog, "%s must be an absolute path, not %q", name, v)
-	}
-	return filepath.Clean(v)
+	return v
 }

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 )
 
 var bin string

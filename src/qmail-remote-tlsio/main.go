@@ -162,8 +162,7 @@ func loadControl(st *settings) {
 }
 
 func final(reason string) {
-	writeReport("Unable to read control files: " + reason + ". (#4.3.0)\n")
-	chain.ExitNow(0)
+	chain.ExitNow(chain.Final(progName, report.Temporary, "Unable to read control files: "+reason+". (#4.3.0)\n").Code())
 }
 
 func writeReport(text string) {

@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/buildtest"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/report"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 var binary, fakeProg string

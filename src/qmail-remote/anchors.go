@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"qmail-remote-go/src/internal/anchors"
+	"qmail-remote-go/src/internal/say"
 )
 
 // requireAnchors is the check of tlsstrictness 2 (SPEC 6, issue 12 item 1):
@@ -22,7 +23,7 @@ func requireAnchors(path string) error {
 	case errors.Is(err, anchors.ErrNone):
 		return fmt.Errorf("%s but control/trustanchors names %s, which %v", why, path, err)
 	case err != nil:
-		return fmt.Errorf("%s but control/trustanchors names %s: %v", why, path, errText(err))
+		return fmt.Errorf("%s but control/trustanchors names %s: %v", why, path, say.Err(err))
 	}
 	return nil
 }

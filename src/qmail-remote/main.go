@@ -30,6 +30,7 @@ import (
 	"qmail-remote-go/src/internal/paths"
 	"qmail-remote-go/src/internal/regular"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/say"
 	"qmail-remote-go/src/internal/smtp"
 )
 
@@ -259,7 +260,7 @@ func checkTLSFiles(c controls) error {
 		}
 		f, err := open(c.trustAnchors)
 		if err != nil {
-			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, errText(err))
+			return fmt.Errorf("control/trustanchors names %s: %v", c.trustAnchors, say.Err(err))
 		}
 		f.Close()
 	}
@@ -269,19 +270,11 @@ func checkTLSFiles(c controls) error {
 		}
 		h, err := regular.Open(f.path)
 		if err != nil {
-			return fmt.Errorf("%s names %s: %v", f.control, f.path, errText(err))
+			return fmt.Errorf("%s names %s: %v", f.control, f.path, say.Err(err))
 		}
 		h.Close()
 	}
 	return nil
-}
-
-func errText(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 // scan checks that fd 0 is a regular file and pre-scans it from the start

@@ -16,16 +16,14 @@ import (
 // A message of parallelMin bytes or more is cut into as many parts as
 // there are workers, each with its own buffer. The pre-scan is bound by
 // memory bandwidth, which one core does not exhaust, and nothing else of
-// the delivery runs while it does: two workers take 200 MB from about 45
-// to about 27 ms on the development machine. More workers would add a
-// buffer each for little.
+// the delivery runs while it does, so two workers make it faster. More
+// workers would add a buffer each for little.
 //
-// Reading beats mapping here (measured: 26-28 ms against 29-38 for the
-// same two workers over a mapping, doc/bench.md): a mapping pays a
-// page-table entry per 4 KiB page (touching all of 200 MB mapped: 24 ms)
-// and, to keep the resident set flat, an madvise per step whose TLB
+// Reading beats mapping here: a mapping pays a page-table entry per 4 KiB
+// page and, to keep the resident set flat, an madvise per step whose TLB
 // shootdown interrupts the other worker; read(2) copies from the page
-// cache into a buffer that stays in the cache.
+// cache into a buffer that stays in the cache. doc/bench.md ("The
+// pre-scan reads") has the measurements.
 const (
 	scanStep    = 128 << 10
 	parallelMin = 4 << 20

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 func TestCheck(t *testing.T) {

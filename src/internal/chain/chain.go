@@ -24,6 +24,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/report"
 )
 
 // Exit codes shared by every program (skarnet conventions, plus ours).
@@ -94,6 +96,16 @@ type exit struct{ code int }
 func Die(code int, prog, format string, args ...any) {
 	fmt.Fprintf(Stderr, "%s: fatal: %s\n", prog, fmt.Sprintf(format, args...))
 	panic(exit{code})
+}
+
+// Final ends the delivery in this program: the message report (letter,
+// text) on Stdout, then exit 0. The mail waits (Z), bounces (D) or is
+// delivered (K) by what the report says, not by the exit status.
+func Final(prog string, letter byte, text string) Next {
+	if err := report.Write(Stdout, letter, text); err != nil {
+		Die(ExitSystem, prog, "unable to write the report: %v", err)
+	}
+	return Exit(0)
 }
 
 // ExitNow ends the program with code from wherever it is, like exit(2):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,19 @@ func NonEmpty(name string) (string, error) {
 		err = &Error{name, "is empty"}
 	}
 	return v, err
+}
+
+// AbsPath returns a variable that must be an absolute path, cleaned: the
+// directories every stage relies on, whatever its working directory.
+func AbsPath(name string) (string, error) {
+	v, err := NonEmpty(name)
+	if err != nil {
+		return "", err
+	}
+	if !filepath.IsAbs(v) {
+		return "", &Error{name, fmt.Sprintf("must be an absolute path, not %q", v)}
+	}
+	return filepath.Clean(v), nil
 }
 
 // Int returns a decimal integer variable within [min, max].

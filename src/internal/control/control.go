@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"qmail-remote-go/src/internal/regular"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // MaxFile bounds how much of a control file is read: control files are a
@@ -44,29 +46,20 @@ func read(path string) (data []byte, found bool, err error) {
 		return nil, false, nil
 	}
 	if errors.Is(err, regular.ErrNotRegular) {
-		return nil, true, &Error{path, "is " + errText(err)}
+		return nil, true, &Error{path, "is " + say.Err(err)}
 	}
 	if err != nil {
-		return nil, true, &Error{path, "cannot be opened: " + errText(err)}
+		return nil, true, &Error{path, "cannot be opened: " + say.Err(err)}
 	}
 	defer f.Close()
 	data, err = io.ReadAll(io.LimitReader(f, MaxFile+1))
 	if err != nil {
-		return nil, true, &Error{path, "cannot be read: " + errText(err)}
+		return nil, true, &Error{path, "cannot be read: " + say.Err(err)}
 	}
 	if len(data) > MaxFile {
 		return nil, true, &Error{path, fmt.Sprintf("is larger than %d bytes", MaxFile)}
 	}
 	return data, true, nil
-}
-
-// errText is the error without the path os.PathError repeats.
-func errText(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 func trimLine(s []byte) string {
@@ -115,7 +108,7 @@ func Int(path string, def, min, max int64) (int64, error) {
 	}
 	n, perr := strconv.ParseInt(s, 10, 64)
 	if perr != nil || s[0] == '+' || s[0] == '-' && min >= 0 || n < min || n > max {
-		return 0, &Error{path, fmt.Sprintf("must hold a number from %d to %d, not %q", min, max, clip(s))}
+		return 0, &Error{path, fmt.Sprintf("must hold a number from %d to %d, not %q", min, max, say.Clip(s, 60))}
 	}
 	return n, nil
 }
@@ -129,7 +122,7 @@ func Name(path string) (string, bool, error) {
 		return "", false, err
 	}
 	if i := strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
-		return "", true, &Error{path, fmt.Sprintf("holds %q, which is not a host name", clip(s))}
+		return "", true, &Error{path, fmt.Sprintf("holds %q, which is not a host name", say.Clip(s, 60))}
 	}
 	return s, true, nil
 }
@@ -158,16 +151,9 @@ func Addrs(path string) ([]netip.Addr, error) {
 	for _, l := range lines {
 		a, perr := netip.ParseAddr(l)
 		if perr != nil || a.Zone() != "" {
-			return nil, &Error{path, fmt.Sprintf("holds %q, which is not an IP address", clip(l))}
+			return nil, &Error{path, fmt.Sprintf("holds %q, which is not an IP address", say.Clip(l, 60))}
 		}
 		out = append(out, a.Unmap())
 	}
 	return out, nil
-}
-
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
 }

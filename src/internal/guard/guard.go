@@ -15,13 +15,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // Outcome is what qmail-remote prints: the reports to forward, each one a
@@ -64,7 +65,7 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 		return single(report.Temporary, "Unable to run the delivery chain: "+err.Error()+". (#4.3.0)\n")
 	}
 	if err := cmd.Start(); err != nil {
-		return single(report.Temporary, "Unable to run the delivery chain: "+trimErr(err)+". (#4.3.0)\n")
+		return single(report.Temporary, "Unable to run the delivery chain: "+say.ErrBase(err)+". (#4.3.0)\n")
 	}
 
 	// Read both pipes to the end, bounded in memory; the excess is drained
@@ -157,7 +158,7 @@ func describeExit(err error) string {
 		}
 		return fmt.Sprintf("exit status %d", ee.ExitCode())
 	}
-	return trimErr(err)
+	return say.ErrBase(err)
 }
 
 // firstLine gives ": " and the first line of the chain's diagnostics, if
@@ -174,12 +175,4 @@ func firstLine(diag []byte) string {
 		s = s[:1000] + "..."
 	}
 	return ": " + s
-}
-
-func trimErr(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return filepath.Base(pe.Path) + ": " + pe.Err.Error()
-	}
-	return err.Error()
 }

@@ -12,8 +12,9 @@ var QmailHome = "/var/qmail"
 var QmailRun = ""
 
 // LibexecDir is where the chain programs are installed
-// (./configure --libexecdir).
-var LibexecDir = "/usr/libexec/qmail-remote-go"
+// (./configure --libexecdir); the default is configure's, for the
+// default prefix /usr/local.
+var LibexecDir = "/usr/local/libexec/qmail-remote-go"
 
 // Version is the package version (package/info).
 var Version = "0.1.0"

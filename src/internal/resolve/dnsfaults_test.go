@@ -9,7 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"qmail-remote-go/src/internal/dnstest"
+	"qmail-remote-go/src/testkit/dnstest"
 	"qmail-remote-go/src/internal/report"
 )
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qmail-remote-go/src/internal/regular"
+	"qmail-remote-go/src/internal/say"
 )
 
 // Paths inside the qmail home and the run directory.
@@ -49,7 +50,7 @@ type FileError struct {
 	Err  error
 }
 
-func (e *FileError) Error() string { return e.File + ": " + errText(e.Err) }
+func (e *FileError) Error() string { return e.File + ": " + say.ErrOp(e.Err) }
 func (e *FileError) Unwrap() error { return e.Err }
 
 // plain drops the Op and Path of a regular.ErrNotRegular error: the
@@ -60,14 +61,6 @@ func plain(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func errText(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Op + ": " + pe.Err.Error()
-	}
-	return err.Error()
 }
 
 // Lookup returns the route for host, compiling smtproutes.cdb first if it

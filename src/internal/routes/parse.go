@@ -12,6 +12,8 @@ import (
 
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/control"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // File is the text file's name as the administrator knows it, relative to
@@ -143,7 +145,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 		case c < 0x20 || c == 0x7f:
 			return "", r, fmt.Sprintf("control character 0x%02x", c)
 		case c == ' ':
-			return "", r, fmt.Sprintf("space in %q (no spaces allowed)", clip(line))
+			return "", r, fmt.Sprintf("space in %q (no spaces allowed)", say.Clip(line, 60))
 		}
 	}
 	r = Route{Port: DefaultPort, Found: true}
@@ -153,7 +155,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 	if strings.HasPrefix(line, "[") {
 		end := strings.IndexByte(line, ']')
 		if end < 0 {
-			return "", r, fmt.Sprintf("no ']' closing the address literal %q", clip(line))
+			return "", r, fmt.Sprintf("no ']' closing the address literal %q", say.Clip(line, 60))
 		}
 		lit, err := parseLiteral(line[:end+1])
 		if err != nil {
@@ -161,20 +163,20 @@ func parseLine(line string) (key string, r Route, reason string) {
 		}
 		key, rest = lit, line[end+1:]
 		if rest == "" {
-			return "", r, fmt.Sprintf("missing ':' after %q", clip(line[:end+1]))
+			return "", r, fmt.Sprintf("missing ':' after %q", say.Clip(line[:end+1], 60))
 		}
 		if rest[0] != ':' {
-			return "", r, fmt.Sprintf("junk %q after ']'", clip(rest))
+			return "", r, fmt.Sprintf("junk %q after ']'", say.Clip(rest, 60))
 		}
 		rest = rest[1:]
 	} else {
 		i := strings.IndexByte(line, ':')
 		if i < 0 {
-			return "", r, fmt.Sprintf("missing ':' in %q", clip(line))
+			return "", r, fmt.Sprintf("missing ':' in %q", say.Clip(line, 60))
 		}
 		key, rest = lowerASCII(line[:i]), line[i+1:]
 		if strings.ContainsAny(key, "[]") {
-			return "", r, fmt.Sprintf("stray bracket in domain %q", clip(key))
+			return "", r, fmt.Sprintf("stray bracket in domain %q", say.Clip(key, 60))
 		}
 	}
 
@@ -184,7 +186,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 	if strings.HasPrefix(rest, "[") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return "", r, fmt.Sprintf("no ']' closing the address literal %q", clip(rest))
+			return "", r, fmt.Sprintf("no ']' closing the address literal %q", say.Clip(rest, 60))
 		}
 		lit, err := parseLiteral(rest[:end+1])
 		if err != nil {
@@ -197,7 +199,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 		case after[0] == ':':
 			port, hasPort = after[1:], true
 		default:
-			return "", r, fmt.Sprintf("junk %q after ']'", clip(after))
+			return "", r, fmt.Sprintf("junk %q after ']'", say.Clip(after, 60))
 		}
 	} else {
 		relay := rest
@@ -205,7 +207,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 			relay, port, hasPort = rest[:i], rest[i+1:], true
 		}
 		if a, err := netip.ParseAddr(rest); err == nil && a.Is6() {
-			return "", r, fmt.Sprintf("IPv6 relay %q must be written in brackets, [%s]", clip(rest), clip(rest))
+			return "", r, fmt.Sprintf("IPv6 relay %q must be written in brackets, [%s]", say.Clip(rest, 60), say.Clip(rest, 60))
 		}
 		rel, reason := parseRelayName(relay)
 		if reason != "" {
@@ -216,7 +218,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 	if hasPort {
 		p, ok := parsePort(port)
 		if !ok {
-			return "", r, fmt.Sprintf("bad port %q", clip(port))
+			return "", r, fmt.Sprintf("bad port %q", say.Clip(port, 60))
 		}
 		r.Port = p
 	}
@@ -256,26 +258,26 @@ func parseRelayName(s string) (string, string) {
 		case c >= 'a' && c <= 'z', c == '-', c == '_':
 			allDigits = false
 		default:
-			return "", fmt.Sprintf("bad character %q in relay %q", c, clip(s))
+			return "", fmt.Sprintf("bad character %q in relay %q", c, say.Clip(s, 60))
 		}
 	}
 	if allDigits {
 		a, err := netip.ParseAddr(s)
 		if err != nil || !a.Is4() {
-			return "", fmt.Sprintf("relay %q is neither a host name nor an IPv4 address", clip(s))
+			return "", fmt.Sprintf("relay %q is neither a host name nor an IPv4 address", say.Clip(s, 60))
 		}
 		return "[" + a.String() + "]", ""
 	}
 	name := strings.TrimSuffix(s, ".")
 	if len(name) > 253 {
-		return "", fmt.Sprintf("relay name %q longer than 253 bytes", clip(s))
+		return "", fmt.Sprintf("relay name %q longer than 253 bytes", say.Clip(s, 60))
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" {
-			return "", fmt.Sprintf("empty label in relay name %q", clip(s))
+			return "", fmt.Sprintf("empty label in relay name %q", say.Clip(s, 60))
 		}
 		if len(label) > 63 {
-			return "", fmt.Sprintf("label longer than 63 bytes in relay name %q", clip(s))
+			return "", fmt.Sprintf("label longer than 63 bytes in relay name %q", say.Clip(s, 60))
 		}
 	}
 	return s, ""
@@ -288,7 +290,7 @@ func parseRelayName(s string) (string, string) {
 func parseLiteral(s string) (string, error) {
 	a, ok := addrlit.Parse(s)
 	if !ok {
-		return "", fmt.Errorf("bad address literal %q", clip(s))
+		return "", fmt.Errorf("bad address literal %q", say.Clip(s, 60))
 	}
 	return addrlit.Canonical(a), nil
 }
@@ -304,14 +306,6 @@ func lowerASCII(s string) string {
 			}
 			return string(b)
 		}
-	}
-	return s
-}
-
-// clip keeps error texts short: a reason quotes at most 60 bytes.
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
 	}
 	return s
 }

@@ -222,7 +222,7 @@ func run(r io.Reader, emit func([]byte) error, beforeDot func() error) (BodyStat
 }
 
 // ScanBody reads the whole message and returns its stats without writing
-// anything; qmail-remote pre-scans fd 0 with it. A partial final line is
+// anything. A partial final line is
 // reported in the stats, not as an error: the error is a read error only.
 //
 // It gives exactly the stats SendBody would, but counts instead of
@@ -245,10 +245,10 @@ func ScanBody(r io.Reader) (BodyStats, error) {
 	}
 }
 
-// BodyScanner is ScanBody for a caller that gets the message its own way
-// (qmail-remote counts it where the kernel maps it, without reading it
-// into a buffer): write the message to it in blocks of any size, in
-// order, then take Stats. The stats are ScanBody's for the same bytes.
+// BodyScanner is ScanBody for a caller that reads the message its own way
+// (qmail-remote's pre-scan reads parts of it at once, with pread(2), and
+// joins them with Append): write the message to it in blocks of any size,
+// in order, then take Stats. The stats are ScanBody's for the same bytes.
 // The zero value is ready to use.
 type BodyScanner struct{ c counter }
 

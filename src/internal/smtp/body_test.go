@@ -13,7 +13,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"qmail-remote-go/src/internal/smtptest"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
 // refStream is the reference transform, byte by byte and as plain as it

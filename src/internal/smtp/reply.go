@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // Bounds on what one reply may cost. A reply may have any number of lines
@@ -96,7 +98,7 @@ func ReadReply(br *bufio.Reader) (Reply, error) {
 			return fail(err)
 		}
 		if !validCode(line) {
-			return fail(fmt.Errorf("%w: %q does not start with a reply code", ErrMalformedReply, clip(line)))
+			return fail(fmt.Errorf("%w: %q does not start with a reply code", ErrMalformedReply, say.Clip(string(line), 40)))
 		}
 		if n == 0 {
 			copy(code[:], line)
@@ -108,20 +110,13 @@ func ReadReply(br *bufio.Reader) (Reply, error) {
 			return Reply{Code: c, Text: text.String(), Dropped: dropped}, nil
 		}
 		if line[3] != '-' {
-			return fail(fmt.Errorf("%w: %q has neither a space nor a '-' after the code", ErrMalformedReply, clip(line)))
+			return fail(fmt.Errorf("%w: %q has neither a space nor a '-' after the code", ErrMalformedReply, say.Clip(string(line), 40)))
 		}
 	}
 }
 
 func validCode(l []byte) bool {
 	return len(l) >= 3 && l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '5' && l[2] >= '0' && l[2] <= '9'
-}
-
-func clip(s []byte) string {
-	if len(s) > 40 {
-		return string(s[:40]) + "..."
-	}
-	return string(s)
 }
 
 // readLine reads one line into kept (reused from line to line), keeping

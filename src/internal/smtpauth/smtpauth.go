@@ -37,6 +37,8 @@ import (
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/regular"
+
+	"qmail-remote-go/src/internal/say"
 )
 
 // File is the file's name as the administrator knows it, relative to the
@@ -338,22 +340,22 @@ func Read(qmailHome string) (*Table, error) {
 		return nil, nil
 	}
 	if errors.Is(err, regular.ErrNotRegular) {
-		return nil, &FileError{"is " + errText(err) + "; replace it with a regular file (chmod 600, owned by qmailr)", err}
+		return nil, &FileError{"is " + say.Err(err) + "; replace it with a regular file (chmod 600, owned by qmailr)", err}
 	}
 	if err != nil {
-		return nil, &FileError{"cannot be opened: " + errText(err), err}
+		return nil, &FileError{"cannot be opened: " + say.Err(err), err}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, &FileError{"cannot be examined: " + errText(err), err}
+		return nil, &FileError{"cannot be examined: " + say.Err(err), err}
 	}
 	if err := check(fi, os.Geteuid()); err != nil {
 		return nil, err
 	}
 	text, err := io.ReadAll(io.LimitReader(f, MaxText+1))
 	if err != nil {
-		return nil, &FileError{"cannot be read: " + errText(err), err}
+		return nil, &FileError{"cannot be read: " + say.Err(err), err}
 	}
 	return Parse(text)
 }
@@ -378,12 +380,4 @@ func check(fi fs.FileInfo, euid int) *FileError {
 		return &FileError{"is readable by everyone; chmod o-r " + File + " (it holds passwords)", nil}
 	}
 	return nil
-}
-
-func errText(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"qmail-remote-go/src/internal/regular"
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // within runs f and fails the test if it does not return: a backstop for

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // countingConn counts the writes that reach the transport.

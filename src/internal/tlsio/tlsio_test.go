@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 func TestLoadFile(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 // Freeze in the middle of a body: the server stops reading, so a client

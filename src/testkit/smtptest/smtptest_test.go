@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/internal/tlstest"
+	"qmail-remote-go/src/testkit/tlstest"
 )
 
 func TestWithSTARTTLS(t *testing.T) {

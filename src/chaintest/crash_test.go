@@ -1,0 +1,152 @@
+package chaintest
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"qmail-remote-go/src/testkit/buildtest"
+	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/smtptest"
+)
+
+// crashBuild is the binary built with -tags crashtest (src/qmail-remote-io/
+// crashtest.go): QRG_TESTCRASH makes its session crash on purpose.
+var crashBuild struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func crashBinary(t *testing.T) string {
+	t.Helper()
+	crashBuild.once.Do(func() {
+		crashBuild.dir = filepath.Join(bin, "crashtest")
+		if crashBuild.err = os.Mkdir(crashBuild.dir, 0o755); crashBuild.err == nil {
+			crashBuild.err = buildtest.Build(crashBuild.dir, "crashtest")
+		}
+	})
+	if crashBuild.err != nil {
+		t.Fatal(crashBuild.err)
+	}
+	return crashBuild.dir
+}
+
+// TestInProcessCrash: whatever crashes inside the chain, qmail-rspawn
+// never sees exit status 2 (a bounce), a core file or a byte on fd 2.
+// Run in one process, a panic in a stage is recovered into a Z (with
+// "Possible duplicate!" only after the dot), and a panic that nothing can
+// recover or a runtime fatal error ends qmail-remote by SIGABRT, which
+// qmail-rspawn reads as "qmail-remote crashed", temporary, with nothing
+// written. With real processes (QMAILREMOTE_REALEXEC=1), every crash is
+// a child's, and the guard's Z says so.
+func TestInProcessCrash(t *testing.T) {
+	dir := crashBinary(t)
+	realExec := os.Getenv("QMAILREMOTE_REALEXEC") == "1"
+	for _, tc := range []struct {
+		crash string
+		dup   bool
+		abort bool // in one process: death by SIGABRT
+	}{
+		{"greeting:panic", false, false},
+		{"dot:panic", true, false},
+		{"greeting:goroutine", false, true},
+		{"greeting:fatal", false, true},
+		{"dot:fatal", true, true},
+	} {
+		t.Run(tc.crash, func(t *testing.T) {
+			srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
+			h := newHome(t)
+			route(h, srv)
+			if err := os.WriteFile(filepath.Join(h.dir, "msg"), []byte(sample), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := runRaw(t, filepath.Join(dir, "qmail-remote"), h, "QRG_TESTCRASH="+tc.crash)
+			var ee *exec.ExitError
+			if tc.abort && !realExec {
+				ws, _ := errAs(err, &ee)
+				if !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
+					t.Fatalf("qmail-remote ended with %v (output %q), want death by SIGABRT", err, out)
+				}
+				if len(out) != 0 {
+					t.Errorf("qmail-rspawn's pipe got %q, want nothing", out)
+				}
+				if ws.CoreDump() {
+					t.Error("a core was dumped")
+				}
+				cores, _ := filepath.Glob(filepath.Join(h.dir, "core*"))
+				if len(cores) > 0 {
+					t.Errorf("core files: %v", cores)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("qmail-remote ended with %v (output %q), want exit 0", err, out)
+			}
+			res, perr := report.Parse(out, 1)
+			if perr != nil {
+				t.Fatalf("output %q: %v", out, perr)
+			}
+			if res.Message.Letter != report.Temporary {
+				t.Fatalf("report %q, want a Z", out)
+			}
+			if got := strings.Contains(res.Message.Text, "Possible duplicate!"); got != tc.dup {
+				t.Errorf("report %q: duplicate %v, want %v", res.Message.Text, got, tc.dup)
+			}
+			if !realExec && !strings.Contains(res.Message.Text, "crashed: panic: test crash at") {
+				t.Errorf("report %q does not say the stage crashed", res.Message.Text)
+			}
+		})
+	}
+}
+
+func errAs(err error, ee **exec.ExitError) (syscall.WaitStatus, bool) {
+	if errors.As(err, ee) {
+		ws, ok := (*ee).Sys().(syscall.WaitStatus)
+		return ws, ok
+	}
+	return 0, false
+}
+
+// runRaw runs prog as qmail-rspawn would (fd 1 and fd 2 one pipe), with
+// h's home and message, and core dumps allowed, and returns what it wrote
+// and how it ended.
+func runRaw(t *testing.T, prog string, h *home, env ...string) ([]byte, error) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(h.dir, "msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -c unlimited 2>/dev/null; exec "$0" "$@"`, prog, "example.test", "a@b", "c@d")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, w, w
+	cmd.Dir = h.dir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "QMAILREMOTE_QMAILHOME=" + h.dir,
+		"QMAILREMOTE_LIBEXECDIR=" + filepath.Dir(prog)}, env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	outc := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(r); outc <- b }()
+	var out []byte
+	select {
+	case out = <-outc:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("qmail-remote did not finish within 60 s")
+	}
+	r.Close()
+	return out, cmd.Wait()
+}

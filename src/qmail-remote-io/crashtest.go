@@ -1,0 +1,36 @@
+//go:build crashtest
+
+package qmailremoteio
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// In a binary built with -tags crashtest (the test suite's, never an
+// installed one), QRG_TESTCRASH=when:how crashes the session at
+// when (greeting, dot) in the way how:
+//
+//	panic      a panic in the session's own goroutine
+//	goroutine  a panic in another goroutine, which nothing can recover
+//	fatal      a runtime fatal error (unlock of an unlocked mutex)
+func init() {
+	testCrash = func(when string) {
+		w, how, _ := strings.Cut(os.Getenv("QRG_TESTCRASH"), ":")
+		if w != when {
+			return
+		}
+		switch how {
+		case "panic":
+			panic("test crash at " + when)
+		case "goroutine":
+			go func() { panic("test crash in a goroutine at " + when) }()
+			time.Sleep(10 * time.Second)
+		case "fatal":
+			var mu sync.Mutex
+			mu.Unlock()
+		}
+	}
+}
