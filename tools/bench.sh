@@ -144,6 +144,15 @@ if want startup ; then
   awk -v c="$nopcpu" 'BEGIN { exit !(c > 0) }' || fail "the CPU time of tools/nop measured as $nopcpu ms"
   ratio cpu_ratio "$(get delivery_cpu_ms_median "$tmp/s1")" "$nopcpu" "chain/nop"
   ratio cpu_ratio_tls "$(get delivery_tls_cpu_ms_median "$tmp/s3")" "$nopcpu" "chain/nop"
+  # The floor for a Go client: tools/smtp-copy doing one delivery per
+  # process (start-up, connect, the same SMTP exchange, exit), on the same
+  # scale. What the chain costs above it is the chain's own work.
+  "$runstat" -n "$N" -name copy_one "$copy" -a "$addr" "$tmp/small.wire" > "$tmp/s6" || fail "smtp-copy, one per process"
+  "$runstat" -n "$N" -name copy_one_tls "$copy" -a "$tlsaddr" -tls -ca "$tmp/ca/ca.pem" "$tmp/small.wire" > "$tmp/s7" || fail "smtp-copy -tls, one per process"
+  echo "copy_one_cpu_ms: $(get copy_one_cpu_ms_median "$tmp/s6") ms"
+  echo "copy_one_tls_cpu_ms: $(get copy_one_tls_cpu_ms_median "$tmp/s7") ms"
+  ratio cpu_ratio_copy_one "$(get copy_one_cpu_ms_median "$tmp/s6")" "$nopcpu" "copy/nop"
+  ratio cpu_ratio_copy_one_tls "$(get copy_one_tls_cpu_ms_median "$tmp/s7")" "$nopcpu" "copy/nop"
 fi
 
 # --- Throughput: the big message, the chain vs smtp-copy of its wire

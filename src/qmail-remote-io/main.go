@@ -181,7 +181,8 @@ func start(argv0 string, r, w *os.File, rfd, wfd int, inProcess bool) chain.Ende
 	if err != nil {
 		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
-	s := &session{cfg: cfg, cell: cell, r: r, w: w, rawR: r, rawW: w, rfd: rfd, wfd: wfd, argv0: argv0, inProcess: inProcess}
+	s := &session{cfg: cfg, cell: cell, r: r, w: w, rawR: r, rawW: w, rfd: rfd, wfd: wfd,
+		sock: fdSocket{rfd, wfd}, msg: os.Stdin, argv0: argv0, inProcess: inProcess}
 	s.br = bufio.NewReaderSize(s.r, 4096)
 	return s.run()
 }
@@ -351,6 +352,9 @@ type session struct {
 	// or the connector's socket when it runs us in its process).
 	rawR, rawW *os.File
 	rfd, wfd   int
+	sock       socket
+	// msg is the message: fd 0.
+	msg *os.File
 	// argv0: how we were run; inProcess: a caller in this process waits
 	// for us (the connector), so nothing may be exec'd (tls.go).
 	argv0     string
@@ -388,13 +392,13 @@ func (s *session) run() chain.Ended {
 	// fd 0 is a regular file under qmail-remote, which checked; by hand it
 	// might be a device that never ends (/dev/zero) and a body that never
 	// ends with it.
-	if st, err := os.Stdin.Stat(); err != nil || !st.Mode().IsRegular() {
+	if st, err := s.msg.Stat(); err != nil || !st.Mode().IsRegular() {
 		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\nfd 0 is not a regular file.\n")
 		return exit(0)
 	}
 	// Whoever ran us may have read it (qmail-remote's pre-scan, an
 	// earlier candidate's session).
-	if _, err := os.Stdin.Seek(0, io.SeekStart); err != nil {
+	if _, err := s.msg.Seek(0, io.SeekStart); err != nil {
 		report.Write(chain.Stdout, report.Temporary, "Unable to read message. (#4.3.0)\n"+say.Sentence("Cannot seek fd 0", err))
 		return exit(0)
 	}
@@ -416,7 +420,7 @@ func (s *session) run() chain.Ended {
 	// The connector may hold a copy of the socket: shut it down so the
 	// server sees the end now, and, in the middle of DATA, drops the
 	// message instead of waiting for the dot.
-	unix.Shutdown(s.wfd, unix.SHUT_RDWR)
+	s.sock.Shutdown()
 	// Under TLS, every report of the transaction says so (K by contract;
 	// D and Z too, for the administrator reading the log). A failure
 	// before MAIL does not: the connector labels its pass itself.
@@ -504,7 +508,7 @@ func (s *session) deliver() (outcome, bool) {
 	// Each block of the body goes out only while the server keeps quiet,
 	// and the dot only if it still has said nothing (step.go); the
 	// progress cell learns that the dot may be out right before it is.
-	err = sendBody(stepWriter{s, deadlineWriter{s.w, s.cfg.timeout}}, func() error {
+	err = sendBody(s.msg, stepWriter{s, deadlineWriter{s.w, s.cfg.timeout}}, func() error {
 		if err := s.inStep("before I sent the final dot"); err != nil {
 			return err
 		}

@@ -22,17 +22,17 @@ const giveBackStep = 256 << 10
 // truncated while we sent it.
 var errShrank = errors.New("the message shrank while I was sending it")
 
-// sendBody sends the message on fd 0, from its start, as the DATA body,
+// sendBody sends the message msg (fd 0), from its start, as the DATA body,
 // calling beforeDot right before the write that ends it (smtp.SendOptions).
 // It maps the file read-only and transforms it where the page cache holds
 // it (smtp.SendBodyBytes): read(2) would first copy every byte into a
 // buffer, about a third of the send's CPU time for a big message. A file
 // the kernel will not map is read as before. Errors are SendBody's: a
 // problem with the message is a *msgReadError.
-func sendBody(w io.Writer, beforeDot func() error) error {
-	m, err := mapMessage(os.Stdin)
+func sendBody(msg *os.File, w io.Writer, beforeDot func() error) error {
+	m, err := mapMessage(msg)
 	if err != nil {
-		_, err = smtp.SendBodyWith(w, msgReader{os.Stdin}, smtp.SendOptions{BeforeDot: beforeDot})
+		_, err = smtp.SendBodyWith(w, msgReader{msg}, smtp.SendOptions{BeforeDot: beforeDot})
 		return err
 	}
 	defer unix.Munmap(m)

@@ -39,18 +39,37 @@ func (e *outOfStep) Error() string {
 }
 
 // unread is how many bytes the server sent that we have not read: in our
-// buffer, or still in the kernel's (TIOCINQ, alias FIONREAD, works on the TCP socket, on
-// the TLS stage's socketpair and on a pipe alike).
+// buffer, or still in the kernel's.
 func (s *session) unread() int {
 	if s.tlsConn != nil {
 		return s.pendingTLS()
 	}
-	n := s.br.Buffered()
-	if k, err := unix.IoctlGetInt(s.rfd, unix.TIOCINQ); err == nil && k > 0 {
-		n += k
-	}
-	return n
+	return s.br.Buffered() + s.sock.Arrived()
 }
+
+// socket is what the session needs of the connection under the bytes it
+// reads: how many have arrived that nobody has read, and the end. The
+// transcript tests (transcript_test.go) give it a scripted server.
+type socket interface {
+	// Arrived is how many bytes the kernel holds for us, unread.
+	Arrived() int
+	// Shutdown ends the connection both ways.
+	Shutdown()
+}
+
+// fdSocket is the connection's socket: fds 6 and 7, or the connector's.
+type fdSocket struct{ rfd, wfd int }
+
+// Arrived asks the kernel (TIOCINQ, alias FIONREAD: a TCP socket, the
+// TLS stage's socketpair and a pipe alike).
+func (f fdSocket) Arrived() int {
+	if k, err := unix.IoctlGetInt(f.rfd, unix.TIOCINQ); err == nil && k > 0 {
+		return k
+	}
+	return 0
+}
+
+func (f fdSocket) Shutdown() { unix.Shutdown(f.wfd, unix.SHUT_RDWR) }
 
 // inStep returns an *outOfStep error when the server has sent something
 // before being asked; when says before what.

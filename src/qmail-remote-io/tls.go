@@ -178,7 +178,7 @@ func (p *probeConn) Read(b []byte) (int, error) {
 // that arrived. A record still arriving counts for nothing until it is
 // whole: the next check, or the next reply, sees it.
 func (s *session) pendingTLS() int {
-	if k, err := unix.IoctlGetInt(s.rfd, unix.TIOCINQ); err != nil || k == 0 {
+	if s.sock.Arrived() == 0 {
 		return s.br.Buffered()
 	}
 	s.probe.on = true
