@@ -179,8 +179,10 @@ check-install: all
 	@grep -q -F '$(QMAILDIR)' $(BUILDDIR)/qmail-remote || { echo 'check-install: QMAILDIR $(QMAILDIR) is not in $(BUILDDIR)/qmail-remote: the -X flag did not land' 1>&2 ; exit 1 ; }
 	MAKE='$(MAKE)' sh tools/demo.sh -check
 
+# Both ways: the chain in one process, then every stage a process.
 check-interop:
 	bash tools/interop/run.sh
+	bash tools/interop/run.sh --realexec
 
 demo:
 	MAKE='$(MAKE)' sh tools/demo.sh

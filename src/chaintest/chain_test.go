@@ -52,7 +52,8 @@ func TestDeliverV6(t *testing.T) {
 	}
 }
 
-// Every reply class of SPEC 7 through the whole chain.
+// Every kind of reply (2xx, 4xx, 5xx, a 354 after the dot) at each step
+// of the conversation, and connections that die, through the whole chain.
 func TestReplyClasses(t *testing.T) {
 	three := []string{"one@example.test", "two@example.test", "three@example.test"}
 	tests := []struct {
@@ -127,7 +128,8 @@ func TestReplyClasses(t *testing.T) {
 	}
 }
 
-// Bad input of SPEC 9 that the entry program handles.
+// Bad input that the entry program handles: wrong arguments, no qmail
+// home, a bad message, bad control files.
 func TestBadInput(t *testing.T) {
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
 	t.Run("too few arguments", func(t *testing.T) {
@@ -255,10 +257,9 @@ func TestInheritedEnvironmentIgnored(t *testing.T) {
 	}
 }
 
-// Servers that are not SMTP, or stop answering (SPEC 9), through the whole
-// chain with timeoutremote faultTimeout: long enough for every healthy
-// reply on a loaded machine, and the stalls, which wait it out, run at
-// the same time.
+// Servers that are not SMTP, or stop answering, through the whole chain
+// with timeoutremote faultTimeout: long enough for every healthy reply on a
+// loaded machine, and the stalls, which wait it out, run at the same time.
 func TestMisbehavingServers(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -22,20 +22,20 @@ import (
 	"github.com/colinmarc/cdb"
 
 	"qmail-remote-go/src/internal/report"
-	"qmail-remote-go/src/testkit/smtptest"
 	"qmail-remote-go/src/internal/tcpto"
+	"qmail-remote-go/src/testkit/smtptest"
 )
 
-// Issue 6, point 7: as many deliveries at once as qmail-rspawn's
-// concurrencyremote allows (stock caps it at 120 unless recompiled; 200 is
-// the issue's figure), through the real chain, all to one server. Every
-// delivery's best MX is a blackhole (a listener whose accept queue is
-// full: the kernel drops the SYNs, so connect times out, which is what
-// tcpto counts; a refused connection would prove the host up and record
-// nothing, as in stock), so the deliveries race on queue/lock/tcpto, some
-// recording the timeout and the later ones skipping the address. The
-// smtproutes text is rewritten in place, same size, while they run, so
-// that they race on compiling smtproutes.cdb too.
+// As many deliveries at once as qmail-rspawn's concurrencyremote allows
+// (stock caps it at 120 unless recompiled; 200 goes beyond that), through
+// the real chain, all to one server. Every delivery's best MX is a
+// blackhole (a listener whose accept queue is full: the kernel drops the
+// SYNs, so connect times out, which is what tcpto counts; a refused
+// connection would prove the host up and record nothing, as in stock), so
+// the deliveries race on queue/lock/tcpto, some recording the timeout and
+// the later ones skipping the address. The smtproutes text is rewritten in
+// place, same size, while they run, so that they race on compiling
+// smtproutes.cdb too.
 const (
 	concurrentDeliveries = 200
 	// concTimeoutConnect is the deliveries' timeoutconnect, in seconds:

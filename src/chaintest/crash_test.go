@@ -6,14 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/testkit/smtptest"
 )
 
@@ -107,6 +108,31 @@ func TestInProcessCrash(t *testing.T) {
 	}
 }
 
+// TestOneProcess: the session runs in qmail-remote's own process, unless
+// QMAILREMOTE_REALEXEC=1 asks for real processes.
+func TestOneProcess(t *testing.T) {
+	dir := crashBinary(t)
+	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
+	h := newHome(t)
+	route(h, srv)
+	if err := os.WriteFile(filepath.Join(h.dir, "msg"), []byte(sample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	out, err := runRaw(t, filepath.Join(dir, "qmail-remote"), h, "QRG_TESTCRASH=greeting:pid", "QRG_TESTPIDFILE="+pidFile)
+	if err != nil || !strings.HasPrefix(string(out), "r\x00K127.0.0.1 accepted message.") {
+		t.Fatalf("%v, output %q", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := string(b) == strconv.Itoa(lastPid)
+	if realExec := os.Getenv("QMAILREMOTE_REALEXEC") == "1"; same == realExec {
+		t.Errorf("the session ran in process %s, qmail-remote was %d (real execs: %v)", b, lastPid, realExec)
+	}
+}
+
 func errAs(err error, ee **exec.ExitError) (syscall.WaitStatus, bool) {
 	if errors.As(err, ee) {
 		ws, ok := (*ee).Sys().(syscall.WaitStatus)
@@ -114,6 +140,10 @@ func errAs(err error, ee **exec.ExitError) (syscall.WaitStatus, bool) {
 	}
 	return 0, false
 }
+
+// lastPid is the process id of runRaw's last qmail-remote (the shell that
+// execs it keeps its id).
+var lastPid int
 
 // runRaw runs prog as qmail-rspawn would (fd 1 and fd 2 one pipe), with
 // h's home and message, and core dumps allowed, and returns what it wrote
@@ -130,6 +160,7 @@ func runRaw(t *testing.T, prog string, h *home, env ...string) ([]byte, error) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -c unlimited 2>/dev/null; exec "$0" "$@"`, prog, "example.test", "a@b", "c@d")
+	defer func() { lastPid = cmd.Process.Pid }()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, w, w
 	cmd.Dir = h.dir
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "QMAILREMOTE_QMAILHOME=" + h.dir,

@@ -11,11 +11,11 @@ import (
 	"qmail-remote-go/src/testkit/dnstest"
 )
 
-// Issue 6, point 5, through the real chain: the DNS faults dns_test.go
-// does not already cover (doc/dnsfaults.md has the whole table). Each
-// ends in the report SPEC 5 asks for, and a fault never sends the mail
-// where it should not go: a second server on 127.0.0.2 stands where the
-// misplaced records point, and must see no connection.
+// DNS faults through the real chain: those dns_test.go does not already
+// cover (doc/dnsfaults.md has the whole table). Each ends in the report
+// doc/qmail-remote-resolve.md gives for it, and a fault never sends the
+// mail where it should not go: a second server on 127.0.0.2 stands where
+// the misplaced records point, and must see no connection.
 
 func dnsReply(req *dns.Msg, answer ...string) *dns.Msg {
 	m := new(dns.Msg)

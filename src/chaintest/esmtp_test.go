@@ -1,7 +1,7 @@
 package chaintest
 
-// ESMTP through the whole chain (issue 5): PIPELINING, SIZE, 8BITMIME,
-// SMTPUTF8 and enhanced status codes, with the entry program's pre-scan
+// ESMTP through the whole chain: PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and
+// enhanced status codes, with the entry program's pre-scan
 // (QMAILREMOTE_MSGBYTES, QMAILREMOTE_MSG8BIT) feeding qmail-remote-io.
 
 import (

@@ -1,6 +1,6 @@
 package chaintest
 
-// The fault matrix (issue 6, point 4; doc/faults.md): a server that
+// The fault matrix (doc/faults.md): a server that
 // misbehaves in every way we know at every step of a delivery, and the
 // whole chain run against it as qmail-rspawn runs qmail-remote. Each cell
 // asserts the exact report class, "Possible duplicate!" exactly where the

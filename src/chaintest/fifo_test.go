@@ -1,6 +1,6 @@
 package chaintest
 
-// Files that must be regular files (hardening issue, items 5 and 2):
+// Files that must be regular files:
 // open(2) of a FIFO with no writer blocks forever, so a FIFO put in place
 // of a control file, control/smtpauth, smtproutes.cdb or a file that
 // trustanchors, clientcert or clientkey names would hang every delivery.
@@ -150,9 +150,9 @@ func TestNotRegularFiles(t *testing.T) {
 }
 
 // Files the chain keeps for itself: a FIFO there must not stop the
-// delivery, let alone hang it (SPEC 6: missing or unwritable tcpto files
-// never stop a delivery; without the compile lock, routes are read from
-// the text).
+// delivery, let alone hang it (missing or unwritable tcpto files never
+// stop a delivery; without the compile lock, routes are read from the
+// text).
 func TestNotRegularOwnFiles(t *testing.T) {
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
 	for _, p := range []string{"run/qmail-remote/smtproutes.lock", "queue/lock/tcpto"} {
@@ -166,8 +166,8 @@ func TestNotRegularOwnFiles(t *testing.T) {
 }
 
 // control/smtpauth must be a regular file owned by root or by the user
-// qmail-remote runs as, and writable by no one else (item 2): each
-// refusal names the file and the fix, never the content.
+// qmail-remote runs as, and writable by no one else: each refusal names the
+// file and the fix, never the content.
 func TestSmtpauthPermissions(t *testing.T) {
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
 	const secret = "s3cret-pass"

@@ -1,11 +1,11 @@
 package chaintest
 
-// Issue 12, through the whole chain as qmail-rspawn runs it: level 2
-// fails closed (item 1), no GO* variable reaches the stages (item 2),
-// replies matched only to commands already sent (item 3), a complete
-// report is final and "Possible duplicate!" appears exactly when the dot
-// may be out (item 4), the verdict of a reply of any length (item 6), and
-// envelope addresses that would change the command line (item 7).
+// Hardening, through the whole chain as qmail-rspawn runs it: level 2
+// fails closed, no GO* variable reaches the stages, replies matched only
+// to commands already sent, a complete report is final and "Possible
+// duplicate!" appears exactly when the dot may be out, the verdict of a
+// reply of any length, and envelope addresses that would change the
+// command line.
 
 import (
 	"os"
@@ -98,7 +98,8 @@ func stageLibexec(t *testing.T, h *home, fake map[string]string) string {
 
 // TestGoVariablesDropped: GOTRACEBACK, GODEBUG, GOMAXPROCS and every
 // other GO* variable stay out of the chain's environment, unless
-// QMAILREMOTE_KEEPGOENV=1 says otherwise (issue 12 item 2).
+// QMAILREMOTE_KEEPGOENV=1 says otherwise: GOTRACEBACK=crash would make a
+// stage that holds a password dump core.
 func TestGoVariablesDropped(t *testing.T) {
 	h := newHome(t)
 	// The routes stage, first after qmail-remote, reports what it got.
@@ -162,8 +163,9 @@ func TestEarlyReplies(t *testing.T) {
 // TestCompleteReportIsFinal: a report written in full survives the death
 // of the stage that wrote it, also of the TLS stage waiting to send
 // close_notify; "Possible duplicate!" appears exactly when the dot may
-// have gone out; and the report names the program that died (issue 12
-// item 4). Today's main turned the K into "Z ... Possible duplicate!".
+// have gone out; and the report names the program that died. An earlier
+// version turned the K into "Z ... Possible duplicate!", and qmail sent
+// the mail again.
 func TestCompleteReportIsFinal(t *testing.T) {
 	const dup = "Possible duplicate!"
 	for _, tc := range []struct {
@@ -229,8 +231,8 @@ func TestCompleteReportIsFinal(t *testing.T) {
 }
 
 // TestLongReplyVerdict: a 550 of 20,000 lines (4 MB) to RCPT bounces the
-// recipient, as stock does; today's main called it "not SMTP" and the mail
-// waited a week (issue 12 item 6).
+// recipient, as stock does; an earlier version called it "not SMTP" and
+// the mail waited a week in the queue.
 func TestLongReplyVerdict(t *testing.T) {
 	long := strings.Repeat("550-5.1.1 "+strings.Repeat("x", 190)+"\n", 20000) + "550 5.1.1 no such user"
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{Rcpt: []string{long}})
@@ -249,7 +251,7 @@ func TestLongReplyVerdict(t *testing.T) {
 
 // TestEnvelopeInjection: an address whose domain part holds '>' and
 // spaces would add ESMTP parameters of its own ("AUTH=<>", "NOTIFY=");
-// it is refused and never goes on the wire (issue 12 item 7).
+// it is refused and never goes on the wire.
 func TestEnvelopeInjection(t *testing.T) {
 	t.Run("recipient", func(t *testing.T) {
 		srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/buildtest"
 )
 
 // programs are the names of the multicall binary.

@@ -13,9 +13,9 @@ import (
 )
 
 // A FIFO in place of the text, the lock or the cdb must not hang the
-// admin's terminal (hardening issue, item 5): the text and the lock are
-// errors naming the file (exit 111), a cdb is replaced as a damaged one
-// is. A hang is killed after a generous backstop and fails the test.
+// admin's terminal: the text and the lock are errors naming the file (exit
+// 111), a cdb is replaced as a damaged one is. A hang is killed after a
+// generous backstop and fails the test.
 func TestNotRegular(t *testing.T) {
 	for _, tc := range []struct {
 		name string

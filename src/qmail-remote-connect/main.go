@@ -289,7 +289,7 @@ func (w *walker) try(c chainenv.Candidate, mode string, reasons *[]string) (out 
 		"Connected to %s but %s failed: %s.%s (#4.4.2)\n", c.Addr, label, res.text, dup)), broken, true
 }
 
-// summary gives the last reason in full (SPEC 6: better than stock's bare
+// summary gives the last reason in full (better than stock's bare
 // "Sorry"), then the earlier ones, one line each, while they fit.
 func summary(reasons []string) string {
 	var b strings.Builder
@@ -498,10 +498,10 @@ func (f *firstBytes) firstLine() string {
 func judge(e chain.Ended, out []byte, nrcpt int) child {
 	moveOn := e.Exited && (e.Code == chain.ExitNextCandidate || e.Code == chain.ExitTLSFailed)
 	// A complete, well-formed set of reports is the truth about the
-	// delivery, however the child ended after writing it (issue 12 item
-	// 4): a K is written only after the server's 2xx to the dot, and the
-	// TLS stage may be killed while it waits for close_notify to go out.
-	// Turning that K into a Z would make qmail send the mail again.
+	// delivery, however the child ended after writing it: a K is written
+	// only after the server's 2xx to the dot, and the TLS stage may be
+	// killed while it waits for close_notify to go out. Turning that K into
+	// a Z would make qmail send the mail again.
 	if _, err := report.Parse(out, nrcpt); err == nil && !moveOn {
 		return child{verdict: final, out: out}
 	}

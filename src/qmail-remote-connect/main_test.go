@@ -17,11 +17,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tcpto"
+	"qmail-remote-go/src/testkit/buildtest"
 )
 
 // bin is the built program; fake is a stand-in for qmail-remote-io.
@@ -437,10 +437,10 @@ func TestBrokenChildIsFinal(t *testing.T) {
 }
 
 // TestCompleteReportIsFinal: a child killed after it wrote a complete
-// report keeps its report: a K stays a K (issue 12 item 4), also when
-// the TLS stage is what got killed; and a child killed without one gets
-// "Possible duplicate!" exactly when the progress cell says the dot may
-// be out, naming the program that was running.
+// report keeps its report: a K stays a K, also when the TLS stage is what
+// got killed; and a child killed without one gets "Possible duplicate!"
+// exactly when the progress cell says the dot may be out, naming the
+// program that was running.
 func TestCompleteReportIsFinal(t *testing.T) {
 	for _, tc := range []struct {
 		mode   string
@@ -780,7 +780,7 @@ func TestTLSStrictness(t *testing.T) {
 		// Trust anchors empty or unset: no STARTTLS whatever the level,
 		// and no pass labels.
 		// Level 2 without anchors: nothing could verify; a Z before any
-		// connection, never cleartext (issue 12 item 1).
+		// connection, never cleartext.
 		{name: "no anchors", anchors: "", strictness: "2", candidates: "plain1.example.test/127.0.0.1",
 			z: []string{"Unable to read control files: tlsstrictness is 2 but no trust anchors are set"}, runs: nil},
 		{name: "no anchors, level 1", anchors: "", strictness: "1", candidates: "plain1.example.test/127.0.0.1",

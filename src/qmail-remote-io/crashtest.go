@@ -4,6 +4,7 @@ package qmailremoteio
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 //	panic      a panic in the session's own goroutine
 //	goroutine  a panic in another goroutine, which nothing can recover
 //	fatal      a runtime fatal error (unlock of an unlocked mutex)
+//	pid        no crash: the process id goes to the file QRG_TESTPIDFILE,
+//	           so that a test can tell which process ran the session
 func init() {
 	testCrash = func(when string) {
 		w, how, _ := strings.Cut(os.Getenv("QRG_TESTCRASH"), ":")
@@ -31,6 +34,8 @@ func init() {
 		case "fatal":
 			var mu sync.Mutex
 			mu.Unlock()
+		case "pid":
+			os.WriteFile(os.Getenv("QRG_TESTPIDFILE"), []byte(strconv.Itoa(os.Getpid())), 0o644)
 		}
 	}
 }

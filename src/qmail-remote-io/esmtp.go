@@ -1,7 +1,7 @@
 package qmailremoteio
 
 // The mail transaction up to the server's 354: MAIL with its ESMTP
-// parameters, RCPT, DATA, lock-step or pipelined (SPEC 7, doc/chain.md).
+// parameters, RCPT, DATA, lock-step or pipelined (doc/qmail-remote-io.md).
 
 import (
 	"fmt"
@@ -283,10 +283,10 @@ func (s *session) pipelined(mail string, rcpts []rcptLine) (o outcome, quit, ok 
 		}
 		return s.broken("MAIL", &sendError{"MAIL", err}, false), false, false
 	}
-	// One reply per command sent, no more (SPEC 7): anything beyond is
-	// the answer to nothing we sent, however much it looks like the
-	// verdict on a message not yet sent, and the replies we read may be
-	// shifted too. Not even the body goes out.
+	// One reply per command sent, no more: anything beyond is the answer to
+	// nothing we sent, however much it looks like the verdict on a message
+	// not yet sent, and the replies we read may be shifted too. Not even
+	// the body goes out.
 	last := "DATA"
 	if sent == 0 {
 		last = "MAIL"

@@ -1,9 +1,8 @@
 package qmailremoteio
 
-// Issue 12: replies matched only to commands already sent (item 3), the
-// verdict of a reply of any length (item 6), no secret in any report
-// (item 2), envelope addresses that would change the command line (item
-// 7), and the progress cell (item 4).
+// Hardening: replies matched only to commands already sent, the verdict
+// of a reply of any length, no secret in any report, envelope addresses
+// that would change the command line, and the progress cell.
 
 import (
 	"bufio"
@@ -156,7 +155,7 @@ func TestProgressCell(t *testing.T) {
 
 // TestLongReplies: a reply of 20,000 lines (4 MB) is read to its end and
 // its code decides: the mail bounces (D, h) instead of waiting a week
-// (issue 12 item 6); only its start is kept for the report.
+// in the queue; only its start is kept for the report.
 func TestLongReplies(t *testing.T) {
 	t.Parallel()
 	long := func(code string) string {
@@ -194,8 +193,7 @@ func TestLongReplies(t *testing.T) {
 // or the payload echoed exactly, with a character less, in another case,
 // split by a space; in a malformed or over-long reply; in the replies to
 // MAIL, RCPT and the dot after a successful AUTH), no report holds the
-// password, the AUTH payload, or any run of 6 of their characters
-// (issue 12 item 2).
+// password, the AUTH payload, or any run of 6 of their characters.
 func TestAuthEchoes(t *testing.T) {
 	t.Parallel()
 	payload := base64.StdEncoding.EncodeToString([]byte("\x00" + authUser + "\x00" + authPass))
@@ -266,7 +264,7 @@ func TestAuthEchoes(t *testing.T) {
 }
 
 // TestEnvelopeDomains: a sender or recipient whose domain part would
-// change the command line is refused, and never sent (issue 12 item 7).
+// change the command line is refused, and never sent.
 func TestEnvelopeDomains(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -319,7 +317,7 @@ func TestEnvelopeDomains(t *testing.T) {
 }
 
 // TestMessageNotRegular: by hand, fd 0 may be a device that never ends;
-// only a regular file is sent (issue 12 item 5: nothing without a bound).
+// only a regular file is sent: nothing is read without a bound.
 func TestMessageNotRegular(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})

@@ -7,7 +7,7 @@
 // on the network socket; if STARTTLS is accepted it execs the TLS stage,
 // which runs it again on a plaintext socketpair, with SSL_PROTOCOL set.
 //
-// The steps, with the reports (doc/chain.md, SPEC 2, 6 and 7):
+// The steps, with the reports (doc/chain.md, doc/qmail-remote-io.md):
 //  1. greeting: must be 220 (not in the second run: after a handshake the
 //     server says nothing until the client speaks).
 //  2. EHLO helohost; anything but 2xx: HELO helohost, which must be 2xx
@@ -273,8 +273,9 @@ func readTLSPolicy(cfg *config, die func(error)) {
 	if cfg.tlsIO, err = chainenv.NonEmpty(chainenv.TLSIO); err != nil {
 		die(&chainenv.Error{Name: chainenv.TLSIO, Reason: "must name the TLS stage when " + chainenv.TLS + " is " + cfg.tlsMode})
 	}
-	// STARTTLS only with trust anchors (SPEC 6): the connector says none
-	// without them, so anything else is a broken environment.
+	// STARTTLS only with trust anchors (control/trustanchors): the
+	// connector says none without them, so anything else is a broken
+	// environment.
 	if cfg.trustAnchors, err = chainenv.NonEmpty(chainenv.TrustAnchors); err != nil {
 		die(&chainenv.Error{Name: chainenv.TrustAnchors, Reason: "must be set when " + chainenv.TLS + " is " + cfg.tlsMode})
 	}
@@ -712,7 +713,7 @@ func (s *session) broken(step string, err error, afterDot bool) outcome {
 	return outcome{report.Temporary, head + detail}
 }
 
-// quit sends QUIT and does not wait for the answer (SPEC 7; stock: "waiting
+// quit sends QUIT and does not wait for the answer (as stock: "waiting
 // for remote side is just too ridiculous").
 func (s *session) quit() {
 	s.w.SetWriteDeadline(time.Now().Add(min(s.cfg.timeout, quitTimeout)))

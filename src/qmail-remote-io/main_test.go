@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/testkit/smtptest"
 )
 
@@ -619,7 +619,8 @@ func TestUsage(t *testing.T) {
 }
 
 // refTransform is an independent, byte-by-byte reference of the body
-// transform (SPEC 7), writing to w without the final dot line.
+// transform (each CR, LF or CRLF becomes CRLF, and a dot that starts a
+// line is doubled), writing to w without the final dot line.
 func refTransform(r *bufio.Reader, w *bufio.Writer) {
 	bol := true
 	for {

@@ -2,9 +2,9 @@ package qmailremoteio
 
 // No report may hold the password, the AUTH payload, or any run of 6 or
 // more of their characters, whatever the server sends once AUTH began
-// (issue 12 item 2; doc/smtpauth.md). A server that echoes what it got,
-// exactly or with small changes (one character less, another case, a
-// space in the middle), must not put the password into qmail's log. So:
+// (doc/smtpauth.md). A server that echoes what it got, exactly or with
+// small changes (one character less, another case, a space in the
+// middle), must not put the password into qmail's log. So:
 //   - replies read while AUTH runs are quoted as their code and enhanced
 //     status only; a malformed one not at all;
 //   - every other text from the server after AUTH began (replies to MAIL,

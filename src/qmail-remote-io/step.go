@@ -1,17 +1,16 @@
 package qmailremoteio
 
-// Replies are matched only to commands already sent (SPEC 7, issue 12
-// item 3). A server that answers before it is asked (the 250 for the
-// message sent together with the 354, every reply of the session sent up
-// front, a reply in the middle of the body) is out of step: whatever we
-// would read next was not said about what we are about to send, and
-// taking it for the answer would report a delivery the server never
-// confirmed. So before each command, before each block of the body and
-// right before the write that carries the final dot, nothing may be
-// waiting from the server; if something is, the session ends with a Z
-// (exit 10 before MAIL, when another server may do better) and the dot is
-// never written, so the server cannot have the message: no "Possible
-// duplicate!".
+// Replies are matched only to commands already sent. A server that
+// answers before it is asked (the 250 for the message sent together with
+// the 354, every reply of the session sent up front, a reply in the
+// middle of the body) is out of step: whatever we would read next was
+// not said about what we are about to send, and taking it for the answer
+// would report a delivery the server never confirmed. So before each
+// command, before each block of the body and right before the write that
+// carries the final dot, nothing may be waiting from the server; if
+// something is, the session ends with a Z (exit 10 before MAIL, when
+// another server may do better) and the dot is never written, so the
+// server cannot have the message: no "Possible duplicate!".
 //
 // What cannot be told apart: bytes that arrive between that last check
 // and the write of the dot, a window of microseconds that no server can

@@ -1,8 +1,9 @@
-// qmail-remote-resolve finds where to deliver (SPEC 5): it resolves the
-// host (or the smtproutes relay) with parallel DNS queries, exports the
-// ordered addresses in QMAILREMOTE_CANDIDATES and execs into prog. When
-// DNS decides the delivery (no such domain, temporary failure, null MX,
-// the ipme rule), it prints the message report instead and exits 0.
+// qmail-remote-resolve finds where to deliver (doc/qmail-remote-resolve.md
+// has the rules): it resolves the host (or the smtproutes relay) with
+// parallel DNS queries, exports the ordered addresses in
+// QMAILREMOTE_CANDIDATES and execs into prog. When DNS decides the
+// delivery (no such domain, temporary failure, null MX, the ipme rule), it
+// prints the message report instead and exits 0.
 package qmailremoteresolve
 
 import (

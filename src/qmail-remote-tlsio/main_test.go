@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/testkit/tlstest"
 )
 

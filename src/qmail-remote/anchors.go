@@ -8,7 +8,7 @@ import (
 	"qmail-remote-go/src/internal/say"
 )
 
-// requireAnchors is the check of tlsstrictness 2 (SPEC 6, issue 12 item 1):
+// requireAnchors is the check of tlsstrictness 2, which fails closed:
 // every server must verify, so without a usable trust anchor no mail can
 // go anywhere, and the delivery must wait (Z) before any connection,
 // naming the file, instead of finding out one server at a time, or

@@ -1,8 +1,9 @@
 // qmail-remote is the entry point of the chain: what qmail-rspawn runs for
 // every remote delivery. It checks its arguments, reads the control files,
 // pre-scans the message, and runs the rest of the chain as its child,
-// guarding the report contract of SPEC 2: whatever happens further down,
-// qmail-rspawn gets exactly one well-formed message report and exit 0.
+// guarding the report contract with qmail-rspawn (doc/qmail-remote.md):
+// whatever happens further down, qmail-rspawn gets exactly one
+// well-formed message report and exit 0.
 //
 // It writes nothing to stderr, ever: under qmail-rspawn, fd 2 is a copy of
 // the report pipe.
@@ -177,9 +178,10 @@ type controls struct {
 	tlsStrictness                             int64
 }
 
-// readControl reads every control file of SPEC 3 (smtproutes is the
-// routes stage's). Paths are relative: we are in the qmail home, like
-// stock, and the error texts name "control/..." as the admin knows them.
+// readControl reads every control file qmail-remote uses (doc/control.md;
+// smtproutes and smtpauth are the later stages'). Paths are relative: we
+// are in the qmail home, like stock, and the error texts name
+// "control/..." as the admin knows them.
 func readControl() (c controls, err error) {
 	me, _, err := control.Name("control/me")
 	if err != nil {
@@ -321,10 +323,11 @@ func cleanEnv(env []string, keepGo bool) []string {
 	return out
 }
 
-// ipme is this host's set of addresses for the loop rule (SPEC 5): like
-// stock, every address of every interface plus 0.0.0.0 (which connects to
-// this host); control/ipme adds addresses (NAT, load balancers), and
-// control/notipme removes some (the moreipme/notipme convention).
+// ipme is this host's set of addresses for the loop rule (mail goes only
+// to MX hosts strictly better than this host): like stock, every address
+// of every interface plus 0.0.0.0 (which connects to this host);
+// control/ipme adds addresses (NAT, load balancers), and control/notipme
+// removes some (the moreipme/notipme convention).
 func ipme(extra, not []netip.Addr) string {
 	set := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 	if addrs, err := net.InterfaceAddrs(); err == nil {

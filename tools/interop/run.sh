@@ -24,6 +24,9 @@
 #               and OpenSMTPD) and the client-certificate cases need TLS
 #               and are left out with it.
 #   --tls       accepted for compatibility (the TLS cases are the default).
+#   --realexec  run the chain with QMAILREMOTE_REALEXEC=1: every stage a
+#               process of its own, as before the chain ran in one
+#               process (make check-interop runs both ways).
 #   --no-size   leave out the SIZE case (a Postfix service whose SIZE
 #               limit is smaller than the message must get no transaction:
 #               D, #5.3.4, and no MAIL or DATA in its log), for a chain
@@ -40,8 +43,10 @@ SELFTEST=0
 KEEP=0
 TLS=1
 SIZE=1
+REALEXEC=0
 for a in "$@"; do
 	case $a in
+	--realexec) REALEXEC=1 ;;
 	--size) SIZE=1 ;;
 	--no-size) SIZE=0 ;;
 	--selftest) SELFTEST=1 ;;
@@ -249,12 +254,14 @@ BIN=$T/bin
 mkdir -p "$BIN"
 if [ "$SELFTEST" = 0 ]; then
 	command -v go >/dev/null 2>&1 || die "go not found (PATH=$PATH)"
+	# One binary, every program a hard link to it, as make install
+	# leaves them.
+	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/qmail-remote" ./src/multicall) \
+		>"$T/build.log" 2>&1 || die "go build ./src/multicall failed: $(cat "$T/build.log")"
 	for p in $PROGS; do
-		[ -d "$REPO/src/$p" ] || die "src/$p is missing: the chain is not complete (run with --selftest to check the test bed alone)"
-		(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/$p" "./src/$p") \
-			>"$T/build.log" 2>&1 || die "go build ./src/$p failed: $(cat "$T/build.log")"
+		[ "$p" = qmail-remote ] || ln -f "$BIN/qmail-remote" "$BIN/$p" || die "ln $BIN/$p failed"
 	done
-	say "built: $PROGS"
+	say "built: $PROGS (one binary$([ "$REALEXEC" = 1 ] && echo ', QMAILREMOTE_REALEXEC=1'))"
 fi
 
 # ---------------------------------------------------------------------------
@@ -873,7 +880,7 @@ echo "$TD/client.test.key" >"$T/qmail-ccert/control/clientkey"
 # is a wrapper that appends its argv and environment to $SPYLOG and execs
 # the real stage, so a check can show that the password reached no stage's
 # environment or argv. qmail-remote-io hands the TLS stage its own path
-# (the real binary, /proc/self/exe): the wrapper turns such arguments back
+# (the absolute path it was run by): the wrapper turns such arguments back
 # into the spy's, so io's run under TLS is seen too.
 SPY=$T/spy
 SPYLOG=$SPY/log
@@ -1083,6 +1090,7 @@ deliver() { # out-file msg-file host sender rcpt...
 	else
 		in_ns "$NS_CL" timeout 120 setpriv --reuid=nobody --regid=nogroup --clear-groups \
 			env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME="$QHOME" QMAILREMOTE_LIBEXECDIR="${LIBEXEC:-$BIN}" \
+			QMAILREMOTE_REALEXEC="$REALEXEC" \
 			"$BIN/qmail-remote" "$@" <"$msg" >"$out" 2>&1 || echo "(exit $?)" >>"$out"
 	fi
 	return 0

@@ -35,8 +35,8 @@ type Conn struct {
 }
 
 // Dial connects to remote within timeout. It never binds: the kernel picks
-// the source address (SPEC 6: binding to the helohost's address breaks
-// hosts behind NAT). The returned descriptor is blocking and close-on-exec.
+// the source address (binding to the helohost's address breaks hosts
+// behind NAT). The returned descriptor is blocking and close-on-exec.
 func Dial(remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
 	ip := remote.Addr().Unmap()
 	remote = netip.AddrPortFrom(ip, remote.Port())

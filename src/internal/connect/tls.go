@@ -15,7 +15,7 @@ const (
 )
 
 // Policy is what control/trustanchors and control/tlsstrictness say about
-// STARTTLS for a whole delivery (SPEC 6, doc/chain.md "STARTTLS").
+// STARTTLS for a whole delivery (doc/control.md, doc/chain.md "STARTTLS").
 type Policy struct {
 	Anchors    bool // trustanchors is set: STARTTLS may be used at all
 	Strictness int  // 0, 1 or 2
@@ -50,7 +50,7 @@ func (p Policy) FirstMode() string {
 // RetryCleartext says whether a candidate whose TLS failed (exit 11) is
 // reconnected at once, same address, without STARTTLS. Only level 0: a
 // server that offers STARTTLS but cannot complete it must not be worse
-// off than one that never offered it (SPEC 6).
+// off than one that never offered it.
 func (p Policy) RetryCleartext() bool { return p.Anchors && p.Strictness == 0 }
 
 // SecondPass says whether, when no candidate took the mail under TLS, the

@@ -1,6 +1,7 @@
 // Package guard runs the rest of the delivery chain as a child of
 // qmail-remote and makes sure qmail-rspawn gets what it was promised
-// (SPEC 2): exactly one well-formed message report, whatever the chain did.
+// (doc/qmail-remote.md): exactly one well-formed message report, whatever
+// the chain did.
 //
 // Why a child and not an exec: qmail-rspawn reads any exit status but 0 or
 // 111 as "bounce the mail", and a Go program that panics or hits a runtime

@@ -156,10 +156,10 @@ type countWriter struct{ calls int }
 func (c *countWriter) Write(p []byte) (int, error) { c.calls++; return len(p), nil }
 
 // TestDuplicate: a chain that dies without a report gets "Possible
-// duplicate!" exactly when the progress cell (fd 3) says the final dot
-// may have gone out (issue 12 item 4): not when it died before any
-// connection or before the dot, always after it, and when a program on
-// the connection never said how far it got.
+// duplicate!" exactly when the progress cell (fd 3) says the final dot may
+// have gone out: not when it died before any connection or before the dot,
+// always after it, and when a program on the connection never said how far
+// it got.
 func TestDuplicate(t *testing.T) {
 	for _, tc := range []struct {
 		name, script string

@@ -1,11 +1,11 @@
 // Package progress is the delivery's progress cell: two bytes in a small
 // memory file (memfd) that every program of the chain shares through an
 // inherited descriptor, so that whoever outlives a stage that died knows
-// how far the conversation got. It answers one question (SPEC 2, issue
-// 12 item 4): may the final dot have gone out? "Possible duplicate!"
-// belongs in a Z exactly when it may have, and never otherwise: a stage
-// killed at the greeting delivered nothing, and a chain that died after
-// the dot may have delivered everything.
+// how far the conversation got. It answers one question (doc/chain.md,
+// "The progress cell"): may the final dot have gone out? "Possible
+// duplicate!" belongs in a Z exactly when it may have, and never
+// otherwise: a stage killed at the greeting delivered nothing, and a
+// chain that died after the dot may have delivered everything.
 //
 // qmail-remote creates the cell and hands it down as fd 3 (named in
 // QMAILREMOTE_PROGRESSFD); qmail-remote-connect resets it before each

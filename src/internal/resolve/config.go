@@ -1,7 +1,7 @@
-// Package resolve finds where to deliver a message (SPEC 5): a small DNS
-// stub client (config.go, client.go) and the delivery rules on top of it
-// (deliver.go): MX, implicit MX, null MX, smtproutes relays, address
-// literals, the ipme loop rule, and ordering.
+// Package resolve finds where to deliver a message: a small DNS stub client
+// (config.go, client.go) and the delivery rules on top of it (deliver.go):
+// MX, implicit MX, null MX, smtproutes relays, address literals, the ipme
+// loop rule, and ordering.
 package resolve
 
 import (

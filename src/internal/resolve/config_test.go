@@ -105,8 +105,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 // A resolv.conf that is not a regular file is an error at once, like an
-// unreadable one (a FIFO would block open(2) forever; hardening issue,
-// item 5); with DNSCACHEIP it is ignored, as an unreadable one is.
+// unreadable one (a FIFO would block open(2) forever); with DNSCACHEIP
+// it is ignored, as an unreadable one is.
 func TestResolvConfNotRegular(t *testing.T) {
 	for _, tc := range []struct {
 		name, kind string

@@ -127,8 +127,10 @@ func usable(a netip.Addr) bool {
 	return !a.IsLinkLocalUnicast()
 }
 
-// Resolve applies SPEC 5: it returns the ordered candidates, or the report
-// that ends the delivery.
+// Resolve applies the delivery rules of doc/qmail-remote-resolve.md
+// (address literals, relays, MX, implicit and null MX, ordering, the ipme
+// rule): it returns the ordered candidates, or the report that ends the
+// delivery.
 func Resolve(ctx context.Context, r Resolver, req Request) Outcome {
 	d := &delivery{r: r, req: req}
 	if req.TimeoutDNS > 0 {

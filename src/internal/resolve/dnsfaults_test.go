@@ -9,14 +9,13 @@ import (
 
 	"github.com/miekg/dns"
 
-	"qmail-remote-go/src/testkit/dnstest"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/dnstest"
 )
 
-// Issue 6, point 5: the DNS faults resolve_test.go does not already cover
-// (doc/dnsfaults.md has the whole table). A misbehaving server may make a
-// delivery wait (Z), never bounce it (D) or send it somewhere it should
-// not go.
+// The DNS faults resolve_test.go does not already cover (doc/dnsfaults.md
+// has the whole table). A misbehaving server may make a delivery wait (Z),
+// never bounce it (D) or send it somewhere it should not go.
 
 func rr(s string) dns.RR {
 	r, err := dns.NewRR(s)
@@ -144,7 +143,7 @@ func TestBogusReplies(t *testing.T) {
 }
 
 // Faults on the lookups of one MX host among several: that host is
-// skipped, the others are used (SPEC 5); on the only one, the delivery
+// skipped, the others are used (as stock); on the only one, the delivery
 // waits (Z), except NXDOMAIN, which is an answer.
 func TestTargetFaults(t *testing.T) {
 	const rest = "mx2.example.test/192.0.2.2 mx2.example.test/192.0.2.22 mx3.example.test/2001:db8::3"

@@ -12,8 +12,8 @@ import (
 	"github.com/miekg/dns"
 
 	"qmail-remote-go/src/internal/chainenv"
-	"qmail-remote-go/src/testkit/dnstest"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/testkit/dnstest"
 )
 
 // answerWait is the query timeout of the tests' clients for questions

@@ -267,9 +267,9 @@ func within(t *testing.T, what string, f func()) {
 }
 
 // Anything but a regular file in place of the text or the cdb is a
-// FileError naming it, at once: open(2) of a FIFO would block forever
-// (hardening issue, item 5). In place of the lock or the temporary file
-// it does not even stop the delivery: the text is read instead.
+// FileError naming it, at once: open(2) of a FIFO would block forever. In
+// place of the lock or the temporary file it does not even stop the
+// delivery: the text is read instead.
 func TestNotRegular(t *testing.T) {
 	noRacyWindow(t)
 	fifo := func(p string) error { return unix.Mkfifo(p, 0o644) }

@@ -1,7 +1,7 @@
-// Package routes implements control/smtproutes (SPEC 4): the parser of the
-// text file, the stock qmail-remote matching rules, and the compiled form
-// QMAILRUN/qmail-remote/smtproutes.cdb that hundreds of concurrent
-// deliveries share.
+// Package routes implements control/smtproutes (doc/smtproutes.md): the
+// parser of the text file, the stock qmail-remote matching rules, and the
+// compiled form QMAILRUN/qmail-remote/smtproutes.cdb that hundreds of
+// concurrent deliveries share.
 package routes
 
 import (

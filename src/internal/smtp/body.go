@@ -20,8 +20,8 @@ type BodyStats struct {
 	Has8Bit   bool // a byte >= 128
 	// PartialFinalLine: the message is not empty and its last byte is
 	// neither '\n' nor '\r'. A trailing bare CR is a line end, because a
-	// bare CR goes out as CRLF (SPEC 7), so the wire ends with CRLF and the
-	// dot line follows cleanly.
+	// bare CR goes out as CRLF, so the wire ends with CRLF and the dot
+	// line follows cleanly.
 	PartialFinalLine bool
 }
 
@@ -34,7 +34,7 @@ var ErrPartialFinalLine = errors.New("SMTP cannot transfer messages with partial
 // or every byte a line end), so memory stays flat whatever the size.
 const blockSize = 64 * 1024
 
-// The transform (RFC 5321 4.5.2 transparency, 2.3.8 line ends; SPEC 7) is a
+// The transform (RFC 5321 4.5.2 transparency, 2.3.8 line ends) is a
 // three-state machine. "run" is a stretch of bytes with no CR or LF, copied
 // whole; the output of a CR is sent at once, never held back.
 //
@@ -405,12 +405,12 @@ type SendOptions struct {
 	// yet, but the part is not looked at again. qmail-remote-io gives
 	// the pages of its mapping back there.
 	Done func(part []byte)
-	// BeforeDot, if set, is called right before the write that carries
-	// the final dot line (with the end of the body), and never after a
-	// partial final line. An error stops the send there: the dot is not
-	// written, and the error is returned. qmail-remote-io checks there
-	// that the server has not answered before being asked (SPEC 7), and
-	// records that the dot may now be out (package progress).
+	// BeforeDot, if set, is called right before the write that carries the
+	// final dot line (with the end of the body), and never after a partial
+	// final line. An error stops the send there: the dot is not written,
+	// and the error is returned. qmail-remote-io checks there that the
+	// server has not answered before being asked, and records that the dot
+	// may now be out (package progress).
 	BeforeDot func() error
 }
 

@@ -11,8 +11,8 @@ import (
 )
 
 // Bounds on what one reply may cost. A reply may have any number of lines
-// (SPEC 7: a 4 MB multi-line 550 is still a 550, and the mail bounces as
-// with stock); only what is kept for the report is bounded, so memory does
+// (a 4 MB multi-line 550 is still a 550, and the mail bounces as with
+// stock); only what is kept for the report is bounded, so memory does
 // not grow with what the server sends. Time is bounded by the caller, who
 // gives the whole reply one deadline (timeoutremote), however it dribbles
 // in. One line longer than MaxLineBytes is no SMTP (RFC 5321 4.5.3.1.5 says

@@ -112,10 +112,10 @@ func TestReadReplyLong(t *testing.T) {
 	}
 }
 
-// TestReadReplyManyLines: a reply of any number of lines is read to its
-// end and its code decides (issue 12 item 6: a 4 MB multi-line 550 is a
-// 550, not "not SMTP"); only the first MaxText bytes are kept, and the
-// next reply is read from where this one ended.
+// TestReadReplyManyLines: a reply of any number of lines is read to its end
+// and its code decides (a 4 MB multi-line 550 is a 550, not "not SMTP");
+// only the first MaxText bytes are kept, and the next reply is read from
+// where this one ended.
 func TestReadReplyManyLines(t *testing.T) {
 	line := "550-5.1.1 " + strings.Repeat("z", 190) + "\r\n" // 202 bytes
 	huge := strings.Repeat(line, 20000) + "550 5.1.1 the end\r\n" + "250 next\r\n"
@@ -145,7 +145,7 @@ func TestReadReplyManyLines(t *testing.T) {
 }
 
 // TestReadReplyMemory: what a reply costs in memory does not grow with its
-// length (issue 12 item 6).
+// length.
 func TestReadReplyMemory(t *testing.T) {
 	line := "550-" + strings.Repeat("m", 196) + "\r\n"
 	measure := func(lines int) uint64 {

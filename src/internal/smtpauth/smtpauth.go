@@ -326,11 +326,11 @@ func Lookup(qmailHome, relay string, port int) (Entry, bool, error) {
 // check. What is checked is the open file (fstat): after a symlink, its
 // target.
 //
-// The process becomes non-dumpable first (issue 12 item 2): no core
-// file can hold the passwords, whatever GOTRACEBACK or the system's core
-// settings say, and no other process of the same user may ptrace it or
-// read its memory. exec(2) undoes that, along with the memory that held
-// them; every program that reads the file goes through here.
+// The process becomes non-dumpable first: no core file can hold the
+// passwords, whatever GOTRACEBACK or the system's core settings say, and no
+// other process of the same user may ptrace it or read its memory. exec(2)
+// undoes that, along with the memory that held them; every program that
+// reads the file goes through here.
 func Read(qmailHome string) (*Table, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, &FileError{"cannot be read safely: the process cannot make itself non-dumpable: " + err.Error(), err}

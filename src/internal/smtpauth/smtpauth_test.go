@@ -368,9 +368,9 @@ func FuzzParseSmtpauth(f *testing.F) {
 	})
 }
 
-// TestNotDumpable: reading the file makes the process non-dumpable first
-// (issue 12 item 2): no core dump can hold a password. Run in a child, so
-// that this test process stays as it was.
+// TestNotDumpable: reading the file makes the process non-dumpable first:
+// no core dump can hold a password. Run in a child, so that this test
+// process stays as it was.
 func TestNotDumpable(t *testing.T) {
 	if os.Getenv("SMTPAUTH_DUMPABLE_CHILD") != "" {
 		before, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)

@@ -325,7 +325,7 @@ func TestNeverStopsADelivery(t *testing.T) {
 		}
 	})
 	// Nothing but a regular file is a table: a FIFO, a directory or a
-	// device at either path is skipped at once (hardening issue, item 5).
+	// device at either path is skipped at once.
 	for _, tc := range []struct {
 		name string
 		path func(e *env) string

@@ -30,7 +30,7 @@ func within(t *testing.T, what string, f func() error) error {
 
 // Trust anchors, the client certificate and its key are read only from
 // regular files, without blocking: a FIFO in their place would hang
-// open(2) forever, a device could be endless (hardening issue, item 5).
+// open(2) forever, a device could be endless.
 func TestNotRegularFiles(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")

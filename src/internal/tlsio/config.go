@@ -79,8 +79,8 @@ type Config struct {
 // and the certificate matched against the MX name (an IP SAN for a
 // literal). 0 and 1: nothing verified and any version and cipher the
 // server offers, TLS 1.0 and the RSA key exchange included: encryption
-// that a passive listener cannot read still beats cleartext (SPEC 6,
-// RFC 7435 opportunistic security).
+// that a passive listener cannot read still beats cleartext (RFC 7435
+// opportunistic security).
 func (c Config) TLSConfig() *tls.Config {
 	tc := &tls.Config{
 		ServerName: c.Server.verifyName(),
