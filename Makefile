@@ -68,7 +68,7 @@ link_progs = for p in $(1) ; do \
 	  t='$(DESTDIR)$(2)'/."$$p".new ; \
 	  rm -f "$$t" ; \
 	  if ! ln '$(3)' "$$t" 2>/dev/null ; then \
-	    echo "note: $(2) is on another file system than $(3): $$p is a copy, not a hard link" ; \
+	    echo "note: cannot hard-link $(3) into $(2) (another file system?): $$p is a copy" ; \
 	    install -m $(call mode,qmail-remote) '$(3)' "$$t" || exit 1 ; \
 	  fi ; \
 	  mv -f "$$t" '$(DESTDIR)$(2)'/"$$p" || exit 1 ; \

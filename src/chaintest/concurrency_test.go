@@ -3,6 +3,7 @@ package chaintest
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -275,39 +276,17 @@ func concRewrite(path, content string) error {
 // qmail-remote as qmail-rspawn does, but returns what went wrong instead
 // of failing the test (t.Fatal belongs to the test's goroutine).
 func (h *home) concRun(stdin *os.File, args ...string) (string, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return "", err
-	}
 	cmd := exec.Command(filepath.Join(bin, "qmail-remote"), args...)
 	cmd.Stdin = stdin
-	cmd.Stdout = w
-	cmd.Stderr = w
 	cmd.Env = append([]string{
 		"PATH=/usr/bin:/bin",
 		"QMAILREMOTE_QMAILHOME=" + h.dir,
 		"QMAILREMOTE_LIBEXECDIR=" + h.libx,
 	}, h.env...)
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		return "", err
+	out, err := asRspawn(cmd, concurrencyBound)
+	if errors.Is(err, errBound) {
+		return string(out), err
 	}
-	w.Close()
-	outc := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(r); outc <- b }()
-	var out []byte
-	select {
-	case out = <-outc:
-	case <-time.After(concurrencyBound):
-		cmd.Process.Kill()
-		out = <-outc
-		cmd.Wait()
-		r.Close()
-		return string(out), fmt.Errorf("qmail-remote did not finish within %v", concurrencyBound)
-	}
-	err = cmd.Wait()
-	r.Close()
 	if err != nil {
 		return string(out), fmt.Errorf("qmail-remote exited with %v", err)
 	}

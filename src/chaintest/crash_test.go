@@ -2,7 +2,6 @@ package chaintest
 
 import (
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,29 +154,17 @@ func runRaw(t *testing.T, prog string, h *home, env ...string) ([]byte, error) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -c unlimited 2>/dev/null; exec "$0" "$@"`, prog, "example.test", "a@b", "c@d")
-	defer func() { lastPid = cmd.Process.Pid }()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, w, w
+	cmd.Stdin = f
 	cmd.Dir = h.dir
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "QMAILREMOTE_QMAILHOME=" + h.dir,
 		"QMAILREMOTE_LIBEXECDIR=" + filepath.Dir(prog)}, env...)
-	if err := cmd.Start(); err != nil {
+	out, err := asRspawn(cmd, 60*time.Second)
+	if errors.Is(err, errBound) {
 		t.Fatal(err)
 	}
-	w.Close()
-	outc := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(r); outc <- b }()
-	var out []byte
-	select {
-	case out = <-outc:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("qmail-remote did not finish within 60 s")
+	if cmd.Process != nil {
+		lastPid = cmd.Process.Pid
 	}
-	r.Close()
-	return out, cmd.Wait()
+	return out, err
 }

@@ -5,6 +5,7 @@ package chaintest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,35 +100,18 @@ func (h *home) run(msg string, args ...string) result {
 
 func (h *home) runFile(stdin *os.File, args ...string) result {
 	h.t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	cmd := exec.Command(filepath.Join(bin, "qmail-remote"), args...)
 	cmd.Stdin = stdin
-	cmd.Stdout = w
-	cmd.Stderr = w // fd 2 is a copy of fd 1, as under qmail-rspawn
 	cmd.Env = append([]string{
 		"PATH=/usr/bin:/bin",
 		"QMAILREMOTE_QMAILHOME=" + h.dir,
 		"QMAILREMOTE_LIBEXECDIR=" + h.libx,
 	}, h.env...)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	out, err := asRspawn(cmd, 60*time.Second)
+	if errors.Is(err, errBound) {
 		h.t.Fatal(err)
 	}
-	w.Close()
-	outc := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(r); outc <- b }()
-	var out []byte
-	select {
-	case out = <-outc:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		h.t.Fatal("qmail-remote did not finish within 60 s")
-	}
-	err = cmd.Wait()
-	r.Close()
 	res := result{raw: out, elapsed: time.Since(start)}
 	if err != nil {
 		h.t.Fatalf("qmail-remote exited with %v (output %q): qmail-rspawn would bounce or defer wrongly", err, out)
@@ -138,6 +122,37 @@ func (h *home) runFile(stdin *os.File, args ...string) result {
 	}
 	res.rcpts, res.message = parsed.Rcpts, parsed.Message
 	return res
+}
+
+// errBound: the program ran past the test's backstop.
+var errBound = errors.New("qmail-remote did not finish in time")
+
+// asRspawn runs cmd the way qmail-rspawn runs qmail-remote, with fd 1 and
+// fd 2 one pipe, and returns what it wrote and how it ended; after bound
+// it is killed (errBound).
+func asRspawn(cmd *exec.Cmd, bound time.Duration) ([]byte, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	outc := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(r); outc <- b }()
+	select {
+	case out := <-outc:
+		return out, cmd.Wait()
+	case <-time.After(bound):
+		cmd.Process.Kill()
+		out := <-outc
+		cmd.Wait()
+		return out, fmt.Errorf("%w (%v)", errBound, bound)
+	}
 }
 
 // expect checks the message report's letter and that its text contains

@@ -21,10 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +30,7 @@ import (
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tcpto"
@@ -383,50 +382,48 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 		// (QMAILREMOTE_PROGRESSFD), 4 and 5 closed, the socket on 6
 		// (read) and 7 (write), the UCSPI client convention.
 		ExtraFiles: []*os.File{cell.File(), nil, nil, sock, sock},
-		// If we die, prog must not go on talking to the server while
-		// qmail-remote reports a failure: that would be a duplicate.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		// A grandchild that inherited the pipe must not hold us.
+		WaitDelay: outputGrace,
 	}
-	// Pdeathsig fires when the thread that forked exits, not the process:
-	// keep this goroutine on its thread until the child is reaped.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cell.Reset()
-	err = cmd.Start()
-	wr.Close()
-	sock.Close()
-	if err != nil {
-		chain.Die(chain.ExitSystem, progName, "unable to run %s: %v", path, err)
-	}
-
 	type output struct {
 		b        []byte
 		overflow bool
 	}
 	done := make(chan output, 1)
-	go func() {
-		var o output
-		limit := outputLimit(nrcpt)
-		buf := make([]byte, 4096)
-		for {
-			n, err := rd.Read(buf)
-			if len(o.b)+n > limit {
-				o.overflow = true
-				cmd.Process.Kill()
-				break
+	cell.Reset()
+	// If we die, prog must not go on talking to the server while
+	// qmail-remote reports a failure: that would be a duplicate
+	// (proc.Run).
+	e, err := proc.Run(cmd, func() {
+		wr.Close()
+		sock.Close()
+		go func() {
+			var o output
+			limit := outputLimit(nrcpt)
+			buf := make([]byte, 4096)
+			for {
+				n, err := rd.Read(buf)
+				if len(o.b)+n > limit {
+					o.overflow = true
+					cmd.Process.Kill()
+					break
+				}
+				o.b = append(o.b, buf[:n]...)
+				if err != nil {
+					break
+				}
 			}
-			o.b = append(o.b, buf[:n]...)
-			if err != nil {
-				break
-			}
-		}
-		done <- o
-	}()
-	cmd.WaitDelay = outputGrace
-	cmd.Wait()
+			done <- o
+		}()
+	})
+	if err != nil {
+		wr.Close()
+		chain.Die(chain.ExitSystem, progName, "unable to run %s: %v", path, err)
+	}
 	rd.SetReadDeadline(time.Now().Add(outputGrace))
 	o := <-done
-	return conclude(endOf(cmd.ProcessState), o.b, o.overflow, diag, nrcpt, cell)
+	chain.Stderr.Write(diag.b)
+	return conclude(e, o.b, o.overflow, diag, nrcpt, cell)
 }
 
 // call runs our own qmail-remote-io on conn in this process, with what a
@@ -462,18 +459,6 @@ func conclude(e chain.Ended, out []byte, overflow bool, diag *firstBytes, nrcpt 
 		ch.phase, ch.stage = cell.Read()
 	}
 	return ch
-}
-
-// endOf says how a child process ended.
-func endOf(st *os.ProcessState) chain.Ended {
-	ws, _ := st.Sys().(syscall.WaitStatus)
-	switch {
-	case ws.Exited():
-		return chain.Ended{Exited: true, Code: ws.ExitStatus()}
-	case ws.Signaled():
-		return chain.Ended{How: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
-	}
-	return chain.Ended{How: "ended in an unknown way: " + st.String()}
 }
 
 // firstBytes keeps the first max bytes written to it and drops the rest.

@@ -19,6 +19,7 @@ import (
 
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tcpto"
 	"qmail-remote-go/src/testkit/buildtest"
@@ -861,7 +862,7 @@ func TestTLSLevel1AllFail(t *testing.T) {
 
 // Exit 11 is held to exit 10's rules: one Z, or the child is broken.
 func TestTLSExit11NeedsOneZ(t *testing.T) {
-	st := endOf(exitState(t, 11))
+	st := proc.EndOf(exitState(t, 11))
 	if c := judge(st, []byte("Zhandshake failed\x00"), 1); c.verdict != tlsFailed || c.text != "handshake failed" {
 		t.Errorf("%+v", c)
 	}

@@ -17,16 +17,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tlsio"
@@ -266,23 +265,11 @@ func (s *session) spawnTLS(path string) error {
 		Stderr: chain.Stderr,
 		// fd 3 the progress cell, 4 and 5 closed, the socket on 6 and 7.
 		ExtraFiles: []*os.File{s.cell.File(), nil, nil, s.rawR, s.rawW},
-		// If we die, it must not go on talking to the server.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
-	// Pdeathsig fires when the forking thread exits: stay on it.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
+	// If we die, it must not go on talking to the server (proc.Run).
+	e, err := proc.Run(cmd, nil)
+	if err != nil {
 		return fmt.Errorf("unable to run %s: %w", path, err)
-	}
-	cmd.Wait()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	e := chain.Ended{Exited: ws.Exited(), Code: ws.ExitStatus()}
-	if !e.Exited {
-		e.How = fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
-		if !ws.Signaled() {
-			e.How = "ended in an unknown way: " + cmd.ProcessState.String()
-		}
 	}
 	s.handedOver = &e
 	return nil

@@ -17,14 +17,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
-	"syscall"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tlsio"
@@ -226,31 +226,27 @@ func run(path string, argv []string, st settings, remote tlsio.TLSConn, p tlsio.
 		// 4 and 5 closed, the plaintext socket on 6 (read) and 7
 		// (write), as the network was for us.
 		ExtraFiles: []*os.File{st.cell.File(), nil, nil, theirs, theirs},
-		// If we die, prog must not go on: its bytes would go nowhere
-		// and it might report a delivery that never happened.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
-	// Pdeathsig fires when the thread that forked exits, not the
-	// process: stay on this thread until prog is reaped.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	err = cmd.Start()
-	theirs.Close()
+	// If we die, prog must not go on: its bytes would go nowhere and it
+	// might report a delivery that never happened (proc.Run).
+	var sh *tlsio.Shuttle
+	e, err := proc.Run(cmd, func() {
+		theirs.Close()
+		sh = tlsio.Start(remote, local, st.timeoutRemote)
+	})
 	if err != nil {
+		theirs.Close()
 		chain.Die(chain.ExitSystem, progName, "unable to run %s: %v", path, err)
 	}
-	sh := tlsio.Start(remote, local, st.timeoutRemote)
-	werr := cmd.Wait()
 	sh.Finish(finishGrace)
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case ok && ws.Exited():
-		return ws.ExitStatus()
-	case ok && ws.Signaled():
-		// qmail-remote-connect reads 111 without a report as a broken
-		// stage (never "next candidate"): prog may have sent MAIL.
-		chain.Die(chain.ExitSystem, progName, "%s was killed by signal %d (%v)", path, int(ws.Signal()), ws.Signal())
+	if e.Exited {
+		return e.Code
 	}
-	chain.Die(chain.ExitSystem, progName, "%s ended in an unknown way: %v", path, werr)
+	// qmail-remote-connect reads 111 without a report as a broken stage
+	// (never "next candidate"): prog may have sent MAIL.
+	if strings.HasPrefix(e.How, "killed") {
+		chain.Die(chain.ExitSystem, progName, "%s was %s", path, e.How)
+	}
+	chain.Die(chain.ExitSystem, progName, "%s %s", path, e.How)
 	return chain.ExitSystem
 }

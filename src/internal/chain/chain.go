@@ -142,6 +142,14 @@ type Ended struct {
 	How    string
 }
 
+// String says how it ended: "exit status N", or How.
+func (e Ended) String() string {
+	if e.Exited {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.How
+}
+
 // Crash is a program that panicked: what and where.
 type Crash struct {
 	Value any

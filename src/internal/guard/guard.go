@@ -18,8 +18,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 
@@ -54,9 +54,6 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 		cmd.ExtraFiles = []*os.File{cell.File()}
 		cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)], progress.Env+"="+strconv.Itoa(progress.FD))
 	}
-	// If qmail-remote dies, the chain must not go on delivering with nobody
-	// left to report the result: a K nobody reads becomes a duplicate.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
 		return single(report.Temporary, "Unable to run the delivery chain: "+err.Error()+". (#4.3.0)\n")
@@ -65,28 +62,27 @@ func Run(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	if err != nil {
 		return single(report.Temporary, "Unable to run the delivery chain: "+err.Error()+". (#4.3.0)\n")
 	}
-	if err := cmd.Start(); err != nil {
+	// Read both pipes to the end, bounded in memory; the excess is drained
+	// and discarded so the chain never blocks on a full pipe. If
+	// qmail-remote dies, the chain dies too (proc.Run): a K nobody reads
+	// would become a duplicate.
+	limit := int64(nrcpt+1)*report.Max + 1
+	var out, diag []byte
+	var over bool
+	e, err := proc.Run(cmd, func() {
+		errc := make(chan []byte, 1)
+		go func() {
+			d, _ := readBounded(errR, maxStderr)
+			errc <- d
+		}()
+		out, over = readBounded(outR, limit)
+		diag = <-errc
+	})
+	if err != nil {
 		return single(report.Temporary, "Unable to run the delivery chain: "+say.ErrBase(err)+". (#4.3.0)\n")
 	}
-
-	// Read both pipes to the end, bounded in memory; the excess is drained
-	// and discarded so the chain never blocks on a full pipe.
-	limit := int64(nrcpt+1)*report.Max + 1
-	type result struct {
-		data []byte
-		over bool
-	}
-	errc := make(chan result, 1)
-	go func() {
-		d, over := readBounded(errR, maxStderr)
-		errc <- result{d, over}
-	}()
-	out, over := readBounded(outR, limit)
-	diag := <-errc
-	werr := cmd.Wait()
 	phase, _ := cell.Read()
-
-	return judge(out, over, diag.data, describeExit(werr), nrcpt, progress.DotMayBeOut(phase))
+	return judge(out, over, diag, e.String(), nrcpt, progress.DotMayBeOut(phase))
 }
 
 // judge decides what qmail-rspawn sees, from what the chain printed, how
@@ -146,20 +142,6 @@ func readBounded(r io.Reader, limit int64) ([]byte, bool) {
 	}
 	io.Copy(io.Discard, r)
 	return buf.Bytes(), true
-}
-
-func describeExit(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by signal " + ws.Signal().String()
-		}
-		return fmt.Sprintf("exit status %d", ee.ExitCode())
-	}
-	return say.ErrBase(err)
 }
 
 // firstLine gives ": " and the first line of the chain's diagnostics, if

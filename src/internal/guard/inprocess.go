@@ -3,7 +3,6 @@ package guard
 import (
 	"os"
 	"runtime/debug"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -57,7 +56,7 @@ func InProcess(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 		os.Unsetenv(progress.Env)
 		return Run(foreign, os.Environ(), stdin, nrcpt)
 	}
-	status := "exit status " + strconv.Itoa(code)
+	status := chain.Ended{Exited: true, Code: code}.String()
 	switch {
 	case crash != nil:
 		status = "crashed: " + crash.Error()
