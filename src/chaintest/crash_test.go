@@ -5,12 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/testkit/buildtest"
@@ -129,6 +132,54 @@ func TestOneProcess(t *testing.T) {
 	same := string(b) == strconv.Itoa(lastPid)
 	if realExec := os.Getenv("QMAILREMOTE_REALEXEC") == "1"; same == realExec {
 		t.Errorf("the session ran in process %s, qmail-remote was %d (real execs: %v)", b, lastPid, realExec)
+	}
+}
+
+// TestNothingLingers: a stage run in the same process as the next one
+// leaves nothing behind: no goroutine, no descriptor. The resolver is the
+// one with goroutines of its own: a lookup it no longer waits for (the
+// speculative A and AAAA of a domain whose MX came back, here never
+// answered) must end with it, not at its timeout. The session's state
+// with that resolver must be the state after an smtproutes relay, which
+// asks no DNS at all.
+func TestNothingLingers(t *testing.T) {
+	if os.Getenv("QMAILREMOTE_REALEXEC") == "1" {
+		t.Skip("every stage is a process of its own: nothing can linger from one to the next")
+	}
+	dir := crashBinary(t)
+	state := func(h *home) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(h.dir, "msg"), []byte(sample), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "state")
+		out, err := runRaw(t, filepath.Join(dir, "qmail-remote"), h, append(h.env, "QRG_TESTCRASH=greeting:state", "QRG_TESTPIDFILE="+f)...)
+		if err != nil || !strings.Contains(string(out), "K127.0.0.1 accepted message.") {
+			t.Fatalf("%v, output %q", err, out)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same things at the same numbers; the socket's inode and
+		// the memory file's name differ from run to run.
+		s := regexp.MustCompile(`pid=\d+ `).ReplaceAllString(string(b), "")
+		s = regexp.MustCompile(`:\[?\d+\]|/tmp/[^,]*|:\[[a-z]+\]`).ReplaceAllString(s, "")
+		return regexp.MustCompile(`/memfd:[^,]*`).ReplaceAllString(s, "memfd")
+	}
+	port, _ := servers(t, nil, "127.0.0.1")
+	h, d := dnsHome(t, port)
+	d.Add("example.test. 60 IN MX 10 mx1.example.test.", "mx1.example.test. 60 IN A 127.0.0.1")
+	d.Drop("example.test.", dns.TypeA)
+	d.Drop("example.test.", dns.TypeAAAA)
+	h.control("timeoutdns", "60\n")
+	byMX := state(h)
+
+	h2 := newHome(t)
+	h2.control("smtproutes", "example.test:[127.0.0.1]:"+port+"\n")
+	byRoute := state(h2)
+	if byMX != byRoute {
+		t.Errorf("the session ran with\n%s\nafter the resolver, and with\n%s\nwithout it", byMX, byRoute)
 	}
 }
 

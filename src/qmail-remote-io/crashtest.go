@@ -3,7 +3,9 @@
 package qmailremoteio
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,9 @@ import (
 //	fatal      a runtime fatal error (unlock of an unlocked mutex)
 //	pid        no crash: the process id goes to the file QRG_TESTPIDFILE,
 //	           so that a test can tell which process ran the session
+//	state      no crash: the process id, the number of goroutines and
+//	           the open descriptors go to QRG_TESTPIDFILE, so that a test
+//	           can tell whether an earlier stage left any behind
 func init() {
 	testCrash = func(when string) {
 		w, how, _ := strings.Cut(os.Getenv("QRG_TESTCRASH"), ":")
@@ -36,6 +41,17 @@ func init() {
 			mu.Unlock()
 		case "pid":
 			os.WriteFile(os.Getenv("QRG_TESTPIDFILE"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		case "state":
+			// Let a goroutine that is about to end end.
+			runtime.Gosched()
+			fds, _ := os.ReadDir("/proc/self/fd")
+			var links []string
+			for _, fd := range fds {
+				l, _ := os.Readlink("/proc/self/fd/" + fd.Name())
+				links = append(links, fd.Name()+"="+l)
+			}
+			os.WriteFile(os.Getenv("QRG_TESTPIDFILE"), []byte(fmt.Sprintf("pid=%d goroutines=%d fds=%s",
+				os.Getpid(), runtime.NumGoroutine(), strings.Join(links, ","))), 0o644)
 		}
 	}
 }

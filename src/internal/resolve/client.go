@@ -161,7 +161,7 @@ func (c *Client) exchange(ctx context.Context, m *dns.Msg, server string) (*dns.
 	for _, proto := range []string{"udp", "tcp"} {
 		qctx, cancel := context.WithTimeout(ctx, c.Timeout)
 		cl := &dns.Client{Net: proto, Timeout: c.Timeout, UDPSize: EDNSSize}
-		reply, _, err := cl.ExchangeContext(qctx, m, server)
+		reply, err := exchangeConn(qctx, cl, m, server)
 		cancel()
 		if err != nil {
 			var ne net.Error
@@ -178,6 +178,24 @@ func (c *Client) exchange(ctx context.Context, m *dns.Msg, server string) (*dns.
 		}
 	}
 	return nil, fmt.Errorf("truncated reply from %s over TCP", server)
+}
+
+// exchangeConn is cl.ExchangeContext, except that the end of ctx ends a
+// wait for the reply at once: miekg/dns only takes ctx's deadline, and a
+// lookup that nobody waits for any more (the speculative A of a domain
+// whose MX came back) would otherwise hold its goroutine and its socket
+// until the timeout, past the end of the resolver, in the process where
+// the next stage runs.
+func exchangeConn(ctx context.Context, cl *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+	co, err := cl.DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.SetDeadline(time.Now()) })
+	defer stop()
+	reply, _, err := cl.ExchangeWithConnContext(ctx, m, co)
+	return reply, err
 }
 
 func isNetErr(err error) bool {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -140,7 +141,11 @@ func Resolve(ctx context.Context, r Resolver, req Request) Outcome {
 		defer cancel()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends lookups nobody waits for any more
+	// Ends the lookups nobody waits for any more, and waits for their
+	// goroutines: nothing of the resolver may outlive it (the next stage
+	// may run in this process).
+	defer d.lookups.Wait()
+	defer cancel()
 	d.ctx = ctx
 	if req.Relay != "" {
 		return d.relay()
@@ -158,6 +163,7 @@ func Resolve(ctx context.Context, r Resolver, req Request) Outcome {
 }
 
 type delivery struct {
+	lookups    sync.WaitGroup // the goroutines of start
 	ctx        context.Context
 	r          Resolver
 	req        Request
@@ -181,7 +187,11 @@ type pending struct {
 
 func (d *delivery) start(ctx context.Context, name string, qtype uint16) *pending {
 	p := &pending{ch: make(chan Answer, 1)}
-	go func() { p.ch <- d.r.Lookup(ctx, name, qtype) }()
+	d.lookups.Add(1)
+	go func() {
+		defer d.lookups.Done()
+		p.ch <- d.r.Lookup(ctx, name, qtype)
+	}()
 	return p
 }
 
