@@ -39,11 +39,26 @@ var ErrNone = errors.New("holds no usable certificate")
 // how many certificates it handed over. Only opening or reading the file
 // is an error (a FIFO, a device or a file over MaxFile among them).
 func ScanFile(path string, each func(*x509.Certificate) bool) (int, error) {
+	n := 0
+	err := ScanFileDER(path, func(der []byte) bool {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return true
+		}
+		n++
+		return each(c)
+	})
+	return n, err
+}
+
+// ScanFileDER is ScanFile without the parsing: each gets the DER of every
+// CERTIFICATE block (or of the whole file, when it holds no PEM), whether
+// it parses or not, until it returns false.
+func ScanFileDER(path string, each func(der []byte) bool) error {
 	b, err := regular.ReadFile(path, MaxFile)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n := 0
 	sawPEM := false
 	for rest := b; len(rest) > 0; {
 		var blk *pem.Block
@@ -51,25 +66,14 @@ func ScanFile(path string, each func(*x509.Certificate) bool) (int, error) {
 			break
 		}
 		sawPEM = true
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			continue
-		}
-		n++
-		if !each(c) {
-			return n, nil
+		if blk.Type == "CERTIFICATE" && !each(blk.Bytes) {
+			return nil
 		}
 	}
 	if !sawPEM {
-		if c, err := x509.ParseCertificate(b); err == nil {
-			n++
-			each(c)
-		}
+		each(b)
 	}
-	return n, nil
+	return nil
 }
 
 // ScanDir is ScanFile over every regular file of dir (symlinks followed),
@@ -80,28 +84,41 @@ func ScanFile(path string, each func(*x509.Certificate) bool) (int, error) {
 // block us), is skipped; only a directory that cannot be listed is an
 // error (opened with O_DIRECTORY: anything else fails at once).
 func ScanDir(dir string, each func(*x509.Certificate) bool) (int, error) {
+	n := 0
+	err := ScanDirDER(dir, func(der []byte) bool {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return true
+		}
+		n++
+		return each(c)
+	})
+	return n, err
+}
+
+// ScanDirDER is ScanDir without the parsing (ScanFileDER).
+func ScanDirDER(dir string, each func(der []byte) bool) error {
 	d, err := regular.OpenDir(dir)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	sort.Strings(names)
-	n, more := 0, true
+	more := true
 	for _, name := range names {
-		k, _ := ScanFile(filepath.Join(dir, name), func(c *x509.Certificate) bool {
-			more = each(c)
+		ScanFileDER(filepath.Join(dir, name), func(der []byte) bool {
+			more = each(der)
 			return more
 		})
-		n += k
 		if !more {
 			break
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // Check returns nil if path holds a usable certificate: for a path ending

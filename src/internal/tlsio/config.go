@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -69,7 +70,7 @@ func (s Server) verifyName() string {
 type Config struct {
 	Server     Server
 	Strictness int              // 0, 1 or 2
-	Anchors    *x509.CertPool   // strictness 2 only
+	Anchors    *Anchors         // strictness 2 only
 	ClientCert *tls.Certificate // nil: none
 }
 
@@ -90,7 +91,12 @@ func (c Config) TLSConfig() *tls.Config {
 	}
 	if c.Strictness >= 2 {
 		tc.MinVersion = tls.VersionTLS12
-		tc.RootCAs = c.Anchors
+		// crypto/tls's own verification, against a pool of only the
+		// anchors that can matter for what the server presents
+		// (Anchors.Pool): the same checks, without parsing every
+		// anchor at every handshake.
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = c.verify
 		return tc
 	}
 	tc.InsecureSkipVerify = true
@@ -102,6 +108,31 @@ func (c Config) TLSConfig() *tls.Config {
 		tc.CipherSuites = append(tc.CipherSuites, cs.ID)
 	}
 	return tc
+}
+
+// verify is what crypto/tls does with RootCAs set (verifyServerCertificate
+// in handshake_client.go): the chain from the server's certificate, with
+// the others it sent as intermediates, to an anchor, for the server's
+// name, now, for server authentication; a failure is the same
+// *tls.CertificateVerificationError, and crypto/tls sends the same alert
+// (bad_certificate).
+func (c Config) verify(cs tls.ConnectionState) error {
+	certs := cs.PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("tls: the server presented no certificate")
+	}
+	opts := x509.VerifyOptions{
+		Roots:         c.Anchors.Pool(certs),
+		Intermediates: x509.NewCertPool(),
+		DNSName:       c.Server.verifyName(),
+	}
+	for _, ic := range certs[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+	}
+	return nil
 }
 
 // maxKeyFile bounds what is read of the client certificate and of its key:

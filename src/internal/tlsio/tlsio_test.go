@@ -48,13 +48,13 @@ func TestLoadDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "b.der"), b.DER, 0o644)
 	os.WriteFile(filepath.Join(dir, "README"), []byte("text"), 0o644)
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
-	pool, n, err := LoadDir(dir)
+	anchors, n, err := LoadDir(dir)
 	if err != nil || n != 3 { // a twice (file and link), b once
 		t.Fatalf("%d certificates, %v", n, err)
 	}
 	for _, ca := range []*tlstest.CA{a, b} {
 		leaf := ca.Issue(t, tlstest.Leaf{DNSNames: []string{"mx.example.test"}})
-		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "mx.example.test"}); err != nil {
+		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: anchors.Pool([]*x509.Certificate{leaf.Leaf}), DNSName: "mx.example.test"}); err != nil {
 			t.Errorf("%s: %v", ca.Cert.Subject, err)
 		}
 	}
