@@ -144,24 +144,56 @@ func Main(args []string) chain.Next {
 // stdout and stderr going to out and diag; it closes sock. It returns how
 // the program ended: an exit code, or a crash, which is what a child
 // killed by a signal would be.
-func Call(argv []string, sock int, out, diag io.Writer) (e chain.Ended) {
-	so, se := chain.Stdout, chain.Stderr
-	chain.Stdout, chain.Stderr = out, diag
-	defer func() { chain.Stdout, chain.Stderr = so, se }()
+func Call(argv []string, sock int, out, diag io.Writer) chain.Ended {
 	var f *os.File
-	n, crash := chain.Call(func(args []string) chain.Next {
-		if len(args) != 1 {
-			chain.Usage(usage)
-		}
+	e := callIn(argv, out, diag, func(argv0 string) chain.Ended {
 		f = openServerFd(sock)
-		e = start(args[0], f, f, sock, sock, true)
-		return chain.Exit(e.Code)
-	}, argv)
+		return start(argv0, f, f, sock, sock, true)
+	})
 	if f != nil {
 		f.Close()
 	} else {
 		unix.Close(sock)
 	}
+	return e
+}
+
+// CallTLS runs the program in this process for qmail-remote-tlsio, whose
+// handshake made conn on the socket under probe: the session under TLS,
+// with the environment the TLS stage gives its prog (which it has made
+// the process's), its reports to out and its diagnostics to diag.
+func CallTLS(argv []string, conn *tlsio.TLSConn, probe *tlsio.Probe, out, diag io.Writer) chain.Ended {
+	return callIn(argv, out, diag, func(argv0 string) chain.Ended {
+		cfg := readEnv()
+		if cfg.tls == nil {
+			chain.Die(chain.ExitUsage, prog, "%s must be set under TLS", envSSLProtocol)
+		}
+		cell, err := progress.FromEnv()
+		if err != nil {
+			chain.Die(chain.ExitUsage, prog, "%v", err)
+		}
+		s := &session{cfg: cfg, cell: cell, r: conn, w: conn, tlsConn: conn, probe: probe, sock: probe,
+			msg: os.Stdin, argv0: argv0, inProcess: true}
+		s.br = bufio.NewReaderSize(s.r, 4096)
+		return s.run()
+	})
+}
+
+// callIn runs body as the program in this process, with out and diag as
+// its stdout and stderr, and says how it ended: as body says, by an exit
+// (Die, Usage), or by a crash, which is what a child killed by a signal
+// would be.
+func callIn(argv []string, out, diag io.Writer, body func(argv0 string) chain.Ended) (e chain.Ended) {
+	so, se := chain.Stdout, chain.Stderr
+	chain.Stdout, chain.Stderr = out, diag
+	defer func() { chain.Stdout, chain.Stderr = so, se }()
+	n, crash := chain.Call(func(args []string) chain.Next {
+		if len(args) != 1 {
+			chain.Usage(usage)
+		}
+		e = body(args[0])
+		return chain.Exit(e.Code)
+	}, argv)
 	switch {
 	case crash != nil:
 		return chain.Ended{How: prog + " crashed: " + crash.Error()}
@@ -363,7 +395,7 @@ type session struct {
 	// Under TLS in this process (tls.go): the session, and the reader
 	// under it that can look without waiting.
 	tlsConn *tlsio.TLSConn
-	probe   *probeConn
+	probe   *tlsio.Probe
 	// How the session ends when it is not by its own report: tlsFailed
 	// (the handshake failed: exit 11), final (a Z that no other server
 	// would change: exit 0 before MAIL), handedOver (a TLS stage of

@@ -111,7 +111,7 @@ func (s *session) handshake() (outcome, bool) {
 		return outcome{report.Temporary, "Unable to read control files: " + err.Error() + ". (#4.3.0)\n"}, false
 	}
 	raw := tlsio.FilesConn(s.rawR, s.rawW, s.wfd)
-	s.probe = &probeConn{HalfConn: raw, f: s.rawR}
+	s.probe = tlsio.NewProbe(raw)
 	batch := tlsio.NewBatchConn(s.probe)
 	conn := tls.Client(batch, c.TLSConfig())
 	raw.SetDeadline(time.Now().Add(s.cfg.timeoutTLS))
@@ -129,49 +129,6 @@ func (s *session) handshake() (outcome, bool) {
 	return s.deliver()
 }
 
-// probeConn is the socket under the TLS session. While on, a Read takes
-// what has arrived without waiting for more: the out-of-step check
-// (step.go) lets crypto/tls read the records that are there, so that a
-// reply sent early shows as plaintext and a session ticket does not.
-type probeConn struct {
-	tlsio.HalfConn
-	f  *os.File
-	on bool
-}
-
-// errNothingYet is a would-block read: a net.Error that says temporary,
-// so that crypto/tls keeps the session usable after it.
-type errNothingYet struct{}
-
-func (errNothingYet) Error() string   { return "nothing to read yet" }
-func (errNothingYet) Timeout() bool   { return true }
-func (errNothingYet) Temporary() bool { return true }
-
-func (p *probeConn) Read(b []byte) (int, error) {
-	if !p.on {
-		return p.HalfConn.Read(b)
-	}
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return 0, errNothingYet{}
-	}
-	var n int
-	var rerr error
-	rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), b)
-		return true // one try: never wait for the descriptor
-	})
-	switch {
-	case rerr == unix.EAGAIN || rerr == unix.EINTR:
-		return 0, errNothingYet{}
-	case rerr != nil:
-		return 0, rerr
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
 // pendingTLS is how many bytes of plaintext the server sent under TLS
 // that we have not read, once crypto/tls has read every whole record
 // that arrived. A record still arriving counts for nothing until it is
@@ -180,9 +137,9 @@ func (s *session) pendingTLS() int {
 	if s.sock.Arrived() == 0 {
 		return s.br.Buffered()
 	}
-	s.probe.on = true
+	s.probe.On = true
 	s.br.Peek(1)
-	s.probe.on = false
+	s.probe.On = false
 	return s.br.Buffered()
 }
 

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/tlsio"
+	iostage "qmail-remote-go/src/qmail-remote-io"
 )
 
 const usage = "qmail-remote-tlsio prog..."
@@ -86,9 +88,16 @@ func Main(args []string) chain.Next {
 	}
 	loadControl(&st)
 
-	batch := tlsio.NewBatchConn(raw)
+	probe := tlsio.NewProbe(raw)
+	batch := tlsio.NewBatchConn(probe)
 	conn, params := handshake(st, batch)
-	return chain.Exit(run(path, argv, st, tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}, params))
+	tc := tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}
+	// Our own qmail-remote-io goes on over the session in this process;
+	// any other prog is a child on a plaintext socketpair.
+	if _, ours := chain.Ours(path); ours && filepath.Base(path) == iostage.Name {
+		return chain.Exit(call(argv, &tc, probe, params))
+	}
+	return chain.Exit(run(path, argv, st, tc, params))
 }
 
 func readEnv() settings {
@@ -192,6 +201,20 @@ func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
 func childEnv(p tlsio.Params) []string {
 	drop := append(append([]string{}, tlsInputVars...), tlsio.EnvNames...)
 	return append(chainenv.Without(drop...), p.Env()...)
+}
+
+// call runs our qmail-remote-io in this process over the TLS session,
+// with the environment it would have had as our child, and returns the
+// exit code to leave with, as run does.
+func call(argv []string, conn *tlsio.TLSConn, probe *tlsio.Probe, p tlsio.Params) int {
+	saved := os.Environ()
+	chainenv.Replace(childEnv(p))
+	defer chainenv.Replace(saved)
+	e := iostage.CallTLS(argv, conn, probe, chain.Stdout, chain.Stderr)
+	if !e.Exited {
+		chain.Die(chain.ExitSystem, progName, "%s %s", argv[0], e.How)
+	}
+	return e.Code
 }
 
 // run spawns prog on a socketpair, shuttles until it exits, and returns

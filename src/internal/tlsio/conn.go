@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -102,3 +103,7 @@ type socketFiles struct {
 
 func (c *socketFiles) Close() error      { return nil }
 func (c *socketFiles) CloseWrite() error { return unix.Shutdown(c.wfd, unix.SHUT_WR) }
+
+// SyscallConn is the reading side's: what the out-of-step check (Probe)
+// needs.
+func (c *socketFiles) SyscallConn() (syscall.RawConn, error) { return c.r.SyscallConn() }
