@@ -40,15 +40,22 @@ var ErrNone = errors.New("holds no usable certificate")
 // is an error (a FIFO, a device or a file over MaxFile among them).
 func ScanFile(path string, each func(*x509.Certificate) bool) (int, error) {
 	n := 0
-	err := ScanFileDER(path, func(der []byte) bool {
+	err := ScanFileDER(path, parsing(each, &n))
+	return n, err
+}
+
+// parsing turns each, which takes certificates, into a function that
+// takes their DER, skips what does not parse, and counts in *n what it
+// handed over.
+func parsing(each func(*x509.Certificate) bool, n *int) func(der []byte) bool {
+	return func(der []byte) bool {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
 			return true
 		}
-		n++
+		*n++
 		return each(c)
-	})
-	return n, err
+	}
 }
 
 // ScanFileDER is ScanFile without the parsing: each gets the DER of every
@@ -85,14 +92,7 @@ func ScanFileDER(path string, each func(der []byte) bool) error {
 // error (opened with O_DIRECTORY: anything else fails at once).
 func ScanDir(dir string, each func(*x509.Certificate) bool) (int, error) {
 	n := 0
-	err := ScanDirDER(dir, func(der []byte) bool {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return true
-		}
-		n++
-		return each(c)
-	})
+	err := ScanDirDER(dir, parsing(each, &n))
 	return n, err
 }
 
