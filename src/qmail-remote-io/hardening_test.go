@@ -52,14 +52,18 @@ func TestOutOfStep(t *testing.T) {
 			r := deliver(t, srv.Addr, opts{cell: cell})
 			// The extra reply to the batch may be read as the reply
 			// to DATA before the 354 arrives: then DATA "failed"
-			// with a 250, also a Z without the message.
-			if tc.name == "one reply too many to the batch" && strings.HasPrefix(r.text(), "127.0.0.1 failed on DATA command.\nRemote host said: 250 ok") {
+			// with a 250 (stock's words for a DATA reply that is not
+			// 354), also a Z, and the QUIT that follows lands in the
+			// server's DATA as text; there is never a dot after it.
+			shifted := tc.name == "one reply too many to the batch" &&
+				strings.HasPrefix(r.text(), "127.0.0.1 failed on DATA command.\nRemote host said: 250 ok")
+			if shifted {
 				r.want(t, tc.code, 'Z', tc.rl, "127.0.0.1 failed on DATA command.")
 			} else {
 				r.want(t, tc.code, 'Z', tc.rl, oos+tc.detail)
 			}
 			for _, m := range srv.Messages() {
-				if m.Len != 0 || m.Done {
+				if m.Done || m.Len != 0 && !shifted {
 					t.Errorf("the message went out: %+v", m)
 				}
 			}
