@@ -183,6 +183,36 @@ func TestNothingLingers(t *testing.T) {
 	}
 }
 
+// TestGoSettingsDropped: GOGC=off in qmail-remote's environment does not
+// reach the session in its process (qmail-remote runs itself again
+// without it), unless QMAILREMOTE_KEEPGOENV=1 keeps it on purpose.
+func TestGoSettingsDropped(t *testing.T) {
+	dir := crashBinary(t)
+	for _, tc := range []struct {
+		keep bool
+		want string
+	}{{false, "100"}, {true, "-1"}} {
+		srv := smtptest.Start(t, "127.0.0.1:0", smtptest.Script{})
+		h := newHome(t)
+		route(h, srv)
+		if err := os.WriteFile(filepath.Join(h.dir, "msg"), []byte(sample), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "gc")
+		env := []string{"GOGC=off", "QRG_TESTCRASH=greeting:gc", "QRG_TESTPIDFILE=" + f}
+		if tc.keep {
+			env = append(env, "QMAILREMOTE_KEEPGOENV=1")
+		}
+		out, err := runRaw(t, filepath.Join(dir, "qmail-remote"), h, env...)
+		if err != nil || !strings.Contains(string(out), "K127.0.0.1 accepted message.") {
+			t.Fatalf("%v, output %q", err, out)
+		}
+		if b, _ := os.ReadFile(f); string(b) != tc.want {
+			t.Errorf("keep %v: the session ran with GC percent %q, want %s", tc.keep, b, tc.want)
+		}
+	}
+}
+
 func errAs(err error, ee **exec.ExitError) (syscall.WaitStatus, bool) {
 	if errors.As(err, ee) {
 		ws, ok := (*ee).Sys().(syscall.WaitStatus)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ import (
 //	fatal      a runtime fatal error (unlock of an unlocked mutex)
 //	pid        no crash: the process id goes to the file QRG_TESTPIDFILE,
 //	           so that a test can tell which process ran the session
+//	gc         no crash: the GC percent the runtime runs with (GOGC) goes
+//	           to QRG_TESTPIDFILE
 //	state      no crash: the process id, the number of goroutines and
 //	           the open descriptors go to QRG_TESTPIDFILE, so that a test
 //	           can tell whether an earlier stage left any behind
@@ -41,6 +44,10 @@ func init() {
 			mu.Unlock()
 		case "pid":
 			os.WriteFile(os.Getenv("QRG_TESTPIDFILE"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		case "gc":
+			p := debug.SetGCPercent(100)
+			debug.SetGCPercent(p)
+			os.WriteFile(os.Getenv("QRG_TESTPIDFILE"), []byte(strconv.Itoa(p)), 0o644)
 		case "state":
 			// Let a goroutine that is about to end end.
 			runtime.Gosched()

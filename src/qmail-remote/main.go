@@ -56,6 +56,7 @@ func protected(args []string) (out guard.Outcome) {
 			out = zero(report.Temporary, fmt.Sprintf("qmail-remote crashed: %v. (#4.3.0)\n", p))
 		}
 	}()
+	withoutGoSettings(args)
 	guard.Protect()
 	oneThread()
 	return run(args)
@@ -309,6 +310,27 @@ func scan(f *os.File) (smtp.BodyStats, error) {
 	}
 	_, err = f.Seek(0, io.SeekStart)
 	return stats, err
+}
+
+// withoutGoSettings runs qmail-remote again, in the same process, without
+// the GO* variables its caller set (unless QMAILREMOTE_KEEPGOENV=1): the
+// Go runtime read them when it started, before any of our code, and with
+// the chain in this process they would steer every stage (GOGC=off,
+// GOMAXPROCS, GODEBUG), which cleanEnv keeps them from doing in a child.
+// qmail-rspawn's environment has none, so this costs nothing as a rule.
+// If the exec fails (the binary was replaced since it started), the
+// delivery goes on with them.
+func withoutGoSettings(args []string) {
+	env := os.Environ()
+	if os.Getenv(chainenv.KeepGoEnv) == "1" || !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GO") }) {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	clean := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "GO") })
+	unix.Exec(exe, args, clean)
 }
 
 // cleanEnv drops every variable that could steer the chain from outside:
