@@ -370,7 +370,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 
 	// The child's diagnostics are kept (bounded) so that a crash can be
 	// explained in the Z report: under qmail-remote nobody else reads them.
-	diag := &firstBytes{max: 1024}
+	diag := &proc.Bounded{Max: 1024}
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
@@ -422,7 +422,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	}
 	rd.SetReadDeadline(time.Now().Add(outputGrace))
 	o := <-done
-	chain.Stderr.Write(diag.b)
+	chain.Stderr.Write(diag.B)
 	return conclude(e, o.b, o.overflow, diag, nrcpt, cell)
 }
 
@@ -435,17 +435,17 @@ func call(argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, 
 	saved := os.Environ()
 	chainenv.Replace(childEnv(c, conn, mode, cell.EnvValue()))
 	defer chainenv.Replace(saved)
-	out := &firstBytes{max: outputLimit(nrcpt) + 1}
-	diag := &firstBytes{max: 1024}
+	out := &proc.Bounded{Max: int64(outputLimit(nrcpt)) + 1}
+	diag := &proc.Bounded{Max: 1024}
 	cell.Reset()
 	st := iostage.Call(argv, conn.FD, out, diag)
-	chain.Stderr.Write(diag.b)
-	return conclude(st, out.b, len(out.b) > outputLimit(nrcpt), diag, nrcpt, cell)
+	chain.Stderr.Write(diag.B)
+	return conclude(st, out.B, out.Over, diag, nrcpt, cell)
 }
 
 // conclude judges a finished run of prog from how it ended and what it
 // printed.
-func conclude(e chain.Ended, out []byte, overflow bool, diag *firstBytes, nrcpt int, cell *progress.Cell) child {
+func conclude(e chain.Ended, out []byte, overflow bool, diag *proc.Bounded, nrcpt int, cell *progress.Cell) child {
 	var ch child
 	if overflow {
 		ch = child{verdict: broken, text: fmt.Sprintf("more than %d bytes of output", outputLimit(nrcpt))}
@@ -453,30 +453,12 @@ func conclude(e chain.Ended, out []byte, overflow bool, diag *firstBytes, nrcpt 
 		ch = judge(e, out, nrcpt)
 	}
 	if ch.verdict == broken {
-		if l := diag.firstLine(); l != "" {
+		if l := diag.FirstLine(); l != "" {
 			ch.text += ": " + l
 		}
 		ch.phase, ch.stage = cell.Read()
 	}
 	return ch
-}
-
-// firstBytes keeps the first max bytes written to it and drops the rest.
-type firstBytes struct {
-	max int
-	b   []byte
-}
-
-func (f *firstBytes) Write(p []byte) (int, error) {
-	if room := f.max - len(f.b); room > 0 {
-		f.b = append(f.b, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
-}
-
-func (f *firstBytes) firstLine() string {
-	l, _, _ := strings.Cut(strings.TrimSpace(string(f.b)), "\n")
-	return l
 }
 
 // judge reads a finished child's exit and output.

@@ -81,23 +81,12 @@ func (s *session) tlsConfig() (tlsio.Config, error) {
 			die(err)
 		}
 	}
-	// Level 2 only: at 0 and 1 nothing is verified.
-	if c.Strictness == 2 {
-		if strings.HasSuffix(s.cfg.trustAnchors, "/") {
-			c.Anchors, _, err = tlsio.LoadDir(s.cfg.trustAnchors)
-		} else {
-			c.Anchors, _, err = tlsio.LoadFile(s.cfg.trustAnchors)
-		}
-		if err != nil {
-			return c, fmt.Errorf("trust anchors: %v", err)
-		}
+	// As qmail-remote-tlsio gets them: CADIR for a directory.
+	caFile, caDir := s.cfg.trustAnchors, ""
+	if strings.HasSuffix(caFile, "/") {
+		caFile, caDir = "", caFile
 	}
-	if s.cfg.clientCert != "" {
-		if c.ClientCert, err = tlsio.LoadClientCert(s.cfg.clientCert, s.cfg.clientKey); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return c, c.Load(caFile, caDir, s.cfg.clientCert, s.cfg.clientKey)
 }
 
 // handshake does the TLS handshake on the socket within timeoutconnect

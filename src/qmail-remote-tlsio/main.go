@@ -150,23 +150,8 @@ func readEnv() settings {
 // client certificate. A problem with either is the same for every server:
 // a final Z, exit 0, and the mail waits for the administrator.
 func loadControl(st *settings) {
-	if st.cfg.Strictness == 2 {
-		var err error
-		if st.caFile != "" {
-			st.cfg.Anchors, _, err = tlsio.LoadFile(st.caFile)
-		} else {
-			st.cfg.Anchors, _, err = tlsio.LoadDir(st.caDir)
-		}
-		if err != nil {
-			final(fmt.Sprintf("trust anchors: %v", err))
-		}
-	}
-	if st.certFile != "" {
-		c, err := tlsio.LoadClientCert(st.certFile, st.keyFile)
-		if err != nil {
-			final(err.Error())
-		}
-		st.cfg.ClientCert = c
+	if err := st.cfg.Load(st.caFile, st.caDir, st.certFile, st.keyFile); err != nil {
+		final(err.Error())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
 )
@@ -47,8 +48,8 @@ func InProcess(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 		defer cell.Close()
 		os.Setenv(progress.Env, cell.EnvValue())
 	}
-	out := &Bounded{Max: int64(nrcpt+1)*report.Max + 1}
-	diag := &Bounded{Max: maxStderr}
+	out := &proc.Bounded{Max: int64(nrcpt+1)*report.Max + 1}
+	diag := &proc.Bounded{Max: maxStderr}
 	chain.Stdout, chain.Stderr = out, diag
 	code, foreign, crash := chain.Chain(argv)
 	chain.Stdout, chain.Stderr = os.Stdout, os.Stderr
@@ -65,21 +66,4 @@ func InProcess(argv, env []string, stdin *os.File, nrcpt int) Outcome {
 	}
 	phase, _ := cell.Read()
 	return judge(out.B, out.Over, diag.B, status, nrcpt, progress.DotMayBeOut(phase))
-}
-
-// Bounded keeps the first Max bytes written to it and drops the rest;
-// Over says that Max bytes or more came, as readBounded says of a pipe.
-type Bounded struct {
-	Max  int64
-	B    []byte
-	Over bool
-}
-
-func (b *Bounded) Write(p []byte) (int, error) {
-	room := max(b.Max-int64(len(b.B)), 0)
-	b.B = append(b.B, p[:min(int64(len(p)), room)]...)
-	if int64(len(b.B)) >= b.Max {
-		b.Over = true
-	}
-	return len(p), nil
 }

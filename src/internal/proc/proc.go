@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"qmail-remote-go/src/internal/chain"
@@ -54,4 +55,28 @@ func EndOf(st *os.ProcessState) chain.Ended {
 		return chain.Ended{How: fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
 	}
 	return chain.Ended{How: "ended in an unknown way: " + st.String()}
+}
+
+// Bounded keeps the first Max bytes written to it and drops the rest;
+// Over says that Max bytes or more came, as readBounded says of a pipe.
+type Bounded struct {
+	Max  int64
+	B    []byte
+	Over bool
+}
+
+func (b *Bounded) Write(p []byte) (int, error) {
+	room := max(b.Max-int64(len(b.B)), 0)
+	b.B = append(b.B, p[:min(int64(len(p)), room)]...)
+	if int64(len(b.B)) >= b.Max {
+		b.Over = true
+	}
+	return len(p), nil
+}
+
+// FirstLine is the first line of what was kept, trimmed: the line a
+// failing stage writes about itself ("prog: fatal: ...").
+func (b *Bounded) FirstLine() string {
+	l, _, _ := strings.Cut(strings.TrimSpace(string(b.B)), "\n")
+	return l
 }

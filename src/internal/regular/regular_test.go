@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"qmail-remote-go/src/testkit/backstop"
 )
 
 func TestOpen(t *testing.T) {
@@ -77,21 +79,6 @@ func TestReadFile(t *testing.T) {
 	}
 }
 
-// within runs f and fails the test if it does not return: a backstop for
-// a regression, far longer than any open takes.
-func within(t *testing.T, what string, f func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s blocked", what)
-		return nil
-	}
-}
-
 func TestOpenFile(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
@@ -99,7 +86,7 @@ func TestOpenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []int{os.O_RDONLY, os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_CREATE, os.O_WRONLY | os.O_CREATE} {
-		err := within(t, "OpenFile(fifo)", func() error {
+		err := backstop.Within(t, "OpenFile(fifo)", func() error {
 			f, err := OpenFile(fifo, flag, 0o644)
 			if err == nil {
 				f.Close()
@@ -143,7 +130,7 @@ func TestOpenDir(t *testing.T) {
 		f.Close()
 	}
 	for _, p := range []string{fifo, file, "/dev/null"} {
-		err := within(t, "OpenDir("+p+")", func() error {
+		err := backstop.Within(t, "OpenDir("+p+")", func() error {
 			f, err := OpenDir(p)
 			if err == nil {
 				f.Close()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/testkit/backstop"
 )
 
 // env is a temporary qmail home and run directory.
@@ -253,19 +255,6 @@ func TestCorruptCDB(t *testing.T) {
 	}
 }
 
-// within runs f and fails the test if it does not return: a backstop for
-// a regression (an open that blocks), far longer than any lookup takes.
-func within(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { f(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s blocked", what)
-	}
-}
-
 // Anything but a regular file in place of the text or the cdb is a
 // FileError naming it, at once: open(2) of a FIFO would block forever. In
 // place of the lock or the temporary file it does not even stop the
@@ -302,7 +291,7 @@ func TestNotRegular(t *testing.T) {
 			}
 			var r Route
 			var err error
-			within(t, "Lookup", func() { r, err = Lookup(e.home, e.run, "a.test") })
+			backstop.Within(t, "Lookup", func() error { r, err = Lookup(e.home, e.run, "a.test"); return nil })
 			if tc.file == nil {
 				if err != nil || r.Relay != "r1.test" {
 					t.Errorf("Lookup = %+v, %v; want the route", r, err)
@@ -322,7 +311,7 @@ func TestNotRegular(t *testing.T) {
 		e := newEnv(t)
 		fifo(e.text())
 		var err error
-		within(t, "lookupText", func() { _, err = lookupText(e.text(), "a.test") })
+		backstop.Within(t, "lookupText", func() error { _, err = lookupText(e.text(), "a.test"); return nil })
 		if err == nil || err.Error() != "control/smtproutes: not a regular file (a FIFO)" {
 			t.Errorf("lookupText: %v", err)
 		}
@@ -333,7 +322,7 @@ func TestNotRegular(t *testing.T) {
 		os.MkdirAll(filepath.Dir(e.lockPath()), 0o755)
 		fifo(e.lockPath())
 		var err error
-		within(t, "Compile", func() { err = Compile(e.home, e.run) })
+		backstop.Within(t, "Compile", func() error { err = Compile(e.home, e.run); return nil })
 		if want := e.lockPath() + ": not a regular file (a FIFO)"; err == nil || err.Error() != want {
 			t.Errorf("Compile: %v, want %q", err, want)
 		}
@@ -346,7 +335,7 @@ func TestNotRegular(t *testing.T) {
 		os.MkdirAll(filepath.Dir(e.dbPath()), 0o755)
 		fifo(e.dbPath())
 		var err error
-		within(t, "Compile", func() { err = Compile(e.home, e.run) })
+		backstop.Within(t, "Compile", func() error { err = Compile(e.home, e.run); return nil })
 		if err != nil {
 			t.Fatalf("Compile: %v", err)
 		}

@@ -7,26 +7,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"qmail-remote-go/src/internal/regular"
 	"qmail-remote-go/src/testkit/tlstest"
-)
 
-// within runs f and fails the test if it does not return: a backstop for
-// a regression (an open that blocks), far longer than any load takes.
-func within(t *testing.T, what string, f func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s blocked", what)
-		return nil
-	}
-}
+	"qmail-remote-go/src/testkit/backstop"
+)
 
 // Trust anchors, the client certificate and its key are read only from
 // regular files, without blocking: a FIFO in their place would hang
@@ -59,7 +45,7 @@ func TestNotRegularFiles(t *testing.T) {
 			{zero, "a character device"},
 			{dir, "a directory"},
 		} {
-			err := within(t, name+"("+tc.path+")", func() error { return f(tc.path) })
+			err := backstop.Within(t, name+"("+tc.path+")", func() error { return f(tc.path) })
 			if !errors.Is(err, regular.ErrNotRegular) || !strings.Contains(err.Error(), tc.path) ||
 				!strings.Contains(err.Error(), "not a regular file ("+tc.kind+")") {
 				t.Errorf("%s(%s) = %v, want not a regular file (%s) naming it", name, tc.path, err, tc.kind)
@@ -72,7 +58,7 @@ func TestNotRegularFiles(t *testing.T) {
 
 	// CADIR: a FIFO in place of the directory fails at once; a FIFO in
 	// the directory is skipped.
-	err := within(t, "LoadDir(fifo)", func() error { _, _, err := LoadDir(fifo); return err })
+	err := backstop.Within(t, "LoadDir(fifo)", func() error { _, _, err := LoadDir(fifo); return err })
 	if !errors.Is(err, syscall.ENOTDIR) || !strings.Contains(err.Error(), fifo) {
 		t.Errorf("LoadDir(fifo) = %v, want not a directory", err)
 	}
@@ -81,7 +67,7 @@ func TestNotRegularFiles(t *testing.T) {
 	syscall.Mkfifo(filepath.Join(cadir, "b.pem"), 0o644)
 	os.Symlink("/dev/zero", filepath.Join(cadir, "c.pem"))
 	var n int
-	err = within(t, "LoadDir", func() error { var err error; _, n, err = LoadDir(cadir); return err })
+	err = backstop.Within(t, "LoadDir", func() error { var err error; _, n, err = LoadDir(cadir); return err })
 	if err != nil || n != 1 {
 		t.Errorf("LoadDir with a FIFO and a device in it: %d certificates, %v", n, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"qmail-remote-go/src/testkit/tlstest"
+
+	"qmail-remote-go/src/testkit/backstop"
 )
 
 // countingConn counts the writes that reach the transport.
@@ -57,7 +59,7 @@ func tlsPair(t *testing.T) (TLSConn, *countingConn, <-chan []byte) {
 			return
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(backstop))
+		c.SetDeadline(time.Now().Add(backstop.Bound))
 		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
 		b, _ := io.ReadAll(s)
 		got <- b
@@ -67,7 +69,7 @@ func tlsPair(t *testing.T) (TLSConn, *countingConn, <-chan []byte) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	raw.SetDeadline(time.Now().Add(backstop))
+	raw.SetDeadline(time.Now().Add(backstop.Bound))
 	cc := &countingConn{Conn: raw}
 	batch := NewBatchConn(cc)
 	conn := tls.Client(batch, &tls.Config{ServerName: "mx.example.test", RootCAs: ca.Pool()})

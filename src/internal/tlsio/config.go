@@ -110,6 +110,33 @@ func (c Config) TLSConfig() *tls.Config {
 	return tc
 }
 
+// Load loads what c needs from files: the trust anchors at tlsstrictness
+// 2 (a bundle caFile, or a directory caDir; at 0 and 1 nothing is
+// verified, so reading them would be wasted) and the client certificate
+// when certFile is set. The error is the same for every server, a final Z
+// for the caller: "trust anchors: ...", or LoadClientCert's.
+func (c *Config) Load(caFile, caDir, certFile, keyFile string) error {
+	if c.Strictness == 2 {
+		var err error
+		if caFile != "" {
+			c.Anchors, _, err = LoadFile(caFile)
+		} else {
+			c.Anchors, _, err = LoadDir(caDir)
+		}
+		if err != nil {
+			return fmt.Errorf("trust anchors: %v", err)
+		}
+	}
+	if certFile != "" {
+		cert, err := LoadClientCert(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		c.ClientCert = cert
+	}
+	return nil
+}
+
 // verify is what crypto/tls does with RootCAs set (verifyServerCertificate
 // in handshake_client.go): the chain from the server's certificate, with
 // the others it sent as intermediates, to an anchor, for the server's

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qmail-remote-go/src/testkit/tlstest"
+
+	"qmail-remote-go/src/testkit/backstop"
 )
 
 func TestLoadFile(t *testing.T) {
@@ -129,21 +131,16 @@ func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return cs[0], cs[1]
 }
 
-// backstop bounds the tests' own waits for what must happen at once (an
-// EOF, a reply): far longer than any machine takes, so that a loaded one
-// never fails a correct run. Only a broken one waits it out.
-const backstop = 30 * time.Second
-
 // TestShuttleIdle: nothing moves for the timeout and IdleGrace, both sides
 // are shut; not before (the application must notice first). How much later
 // is up to the machine's load: the application's read waits for the EOF
-// up to the backstop, and only the lower bound is checked.
+// up to the backstop (backstop.Bound), and only the lower bound is checked.
 func TestShuttleIdle(t *testing.T) {
 	remote, server := pair(t)
 	local, app := pair(t)
 	start := time.Now()
 	s := Start(remote, local, 300*time.Millisecond)
-	app.SetReadDeadline(time.Now().Add(backstop))
+	app.SetReadDeadline(time.Now().Add(backstop.Bound))
 	if _, err := app.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("application read %v, want EOF", err)
 	}
@@ -170,7 +167,7 @@ func TestShuttleLongUpload(t *testing.T) {
 	s := Start(remote, local, timeout)
 	got := make(chan []byte, 1)
 	go func() {
-		server.SetReadDeadline(time.Now().Add(backstop))
+		server.SetReadDeadline(time.Now().Add(backstop.Bound))
 		b, _ := io.ReadAll(server)
 		got <- b
 	}()
@@ -193,7 +190,7 @@ func TestShuttleLongUpload(t *testing.T) {
 		if string(b) != string(want) {
 			t.Errorf("server got %q", b)
 		}
-	case <-time.After(backstop):
+	case <-time.After(backstop.Bound):
 		t.Fatal("server never saw EOF")
 	}
 	if !s.CloseNotified() {
@@ -202,7 +199,7 @@ func TestShuttleLongUpload(t *testing.T) {
 	// The server answers and closes: the application reads it, then EOF.
 	server.Write([]byte("221 bye\r\n"))
 	server.CloseWrite()
-	app.SetReadDeadline(time.Now().Add(backstop))
+	app.SetReadDeadline(time.Now().Add(backstop.Bound))
 	if b, err := io.ReadAll(app); string(b) != "221 bye\r\n" || err != nil {
 		t.Errorf("application read %q, %v", b, err)
 	}
