@@ -1,6 +1,7 @@
 BIN_TARGETS := \
 qmail-remote \
-qmail-newsmtproutes
+qmail-newsmtproutes \
+qmail-newtlspolicy
 
 LIBEXEC_TARGETS := \
 qmail-remote-routes \

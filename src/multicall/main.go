@@ -9,6 +9,7 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/qmail-newsmtproutes"
+	"qmail-remote-go/src/qmail-newtlspolicy"
 	"qmail-remote-go/src/qmail-remote"
 	"qmail-remote-go/src/qmail-remote-connect"
 	"qmail-remote-go/src/qmail-remote-io"
@@ -20,6 +21,7 @@ import (
 func main() {
 	chain.Register("qmail-remote", qmailremote.Main)
 	chain.Register("qmail-newsmtproutes", qmailnewsmtproutes.Main)
+	chain.Register("qmail-newtlspolicy", qmailnewtlspolicy.Main)
 	chain.Register("qmail-remote-routes", qmailremoteroutes.Main)
 	chain.Register("qmail-remote-resolve", qmailremoteresolve.Main)
 	chain.Register("qmail-remote-connect", qmailremoteconnect.Main)

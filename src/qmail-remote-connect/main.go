@@ -60,6 +60,9 @@ type config struct {
 	qmailRun   string
 	nrcpt      int
 	tls        connect.Policy
+	// dane: the hosts with DNSSEC-secure TLSA records, by candidate name
+	// (QMAILREMOTE_DANE).
+	dane map[string]chainenv.DANEHost
 	// tlsStage names the TLS stage (QMAILREMOTE_TLSIO's base name), for
 	// a report on a connection where it, not prog, was running.
 	tlsStage string
@@ -97,10 +100,11 @@ func Main(args []string) chain.Next {
 		tab:  tcpto.Open(cfg.qmailHome, cfg.qmailRun),
 		dial: connect.Dial,
 		run: func(c chainenv.Candidate, conn *connect.Conn, mode string) child {
+			env := childEnv(c, conn, mode, cfg.tlsEnv(c, mode))
 			if inProcess {
-				return call(argv, c, conn, mode, cfg.nrcpt, cell)
+				return call(argv, env, conn, cfg.nrcpt, cell)
 			}
-			return spawn(path, argv, c, conn, mode, cfg.nrcpt, cell)
+			return spawn(path, argv, env, conn, cfg.nrcpt, cell)
 		},
 		label: filepath.Base(argv[0]),
 	}
@@ -145,6 +149,18 @@ func readConfig() (config, error) {
 	cfg.tls.Anchors = os.Getenv(chainenv.TrustAnchors) != ""
 	if cfg.tls.Strictness, err = connect.ParseStrictness(os.Getenv(chainenv.TLSStrictness)); err != nil {
 		return cfg, &chainenv.Error{Name: chainenv.TLSStrictness, Reason: err.Error()}
+	}
+	cfg.tls.Level = os.Getenv(chainenv.TLSPolicy)
+	if err := connect.ParseLevel(cfg.tls.Level); err != nil {
+		return cfg, &chainenv.Error{Name: chainenv.TLSPolicy, Reason: err.Error()}
+	}
+	hosts, err := chainenv.ParseDANE(os.Getenv(chainenv.DANE))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.dane = map[string]chainenv.DANEHost{}
+	for _, h := range hosts {
+		cfg.dane[h.Name] = h
 	}
 	cfg.tlsStage = "the TLS stage"
 	if v := os.Getenv(chainenv.TLSIO); v != "" {
@@ -204,18 +220,29 @@ func (w *walker) walk() []byte {
 	// verify, and connecting would only lead to cleartext or nothing.
 	// qmail-remote and qmail-remote-routes refuse this already; this is
 	// for a connector run by hand, and for whatever sets level 2 next.
-	if p.Strictness == 2 && !p.Anchors {
+	if p.Level == "" && p.Strictness == 2 && !p.Anchors {
 		return report.Format(report.Temporary, "Unable to read control files: tlsstrictness is 2 but no trust anchors are set ("+
 			chainenv.TrustAnchors+" is empty): no server could be verified, and mail never goes in cleartext at level 2. (#4.3.0)\n")
+	}
+	if p.Level == connect.LevelVerify && !p.Anchors {
+		return report.Format(report.Temporary, "Unable to read control files: control/tlspolicy says verify for this destination but no trust anchors are set ("+
+			chainenv.TrustAnchors+" is empty): no server could be verified. (#4.3.0)\n")
 	}
 	var reasons []string
 	var answered []chainenv.Candidate // connected in the first pass
 	for _, c := range w.cfg.candidates {
-		if w.tab.Skip(c.Addr) {
-			reasons = append(reasons, p.Label(p.FirstMode())+fmt.Sprintf(skippedFmt, c.Addr))
+		_, hasDANE := w.cfg.dane[c.Name]
+		level := p.HostLevel(hasDANE)
+		mode := p.Mode(level)
+		if !p.CanUse(hasDANE) {
+			reasons = append(reasons, p.Label(connect.ModeRequire)+c.Name+" has no DNSSEC-secure TLSA records, and control/tlspolicy says dane-only.")
 			continue
 		}
-		out, res, ok := w.try(c, p.FirstMode(), &reasons)
+		if w.tab.Skip(c.Addr) {
+			reasons = append(reasons, p.Label(mode)+fmt.Sprintf(skippedFmt, c.Addr))
+			continue
+		}
+		out, res, ok := w.try(c, mode, &reasons)
 		if out != nil {
 			return out
 		}
@@ -223,7 +250,7 @@ func (w *walker) walk() []byte {
 			continue
 		}
 		answered = append(answered, c)
-		if res == tlsFailed && p.RetryCleartext() {
+		if res == tlsFailed && p.Retry(level) {
 			// Same address at once, without STARTTLS: the server
 			// took the connection, so it is up; only TLS failed.
 			if out, _, _ := w.try(c, connect.ModeNone, &reasons); out != nil {
@@ -332,11 +359,29 @@ func writeReports(w io.Writer, out []byte) error {
 
 // ucspiVars are replaced in the child's environment.
 var ucspiVars = []string{chainenv.Proto, chainenv.TCPRemoteIP, chainenv.TCPRemotePort,
-	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName, chainenv.TLS}
+	chainenv.TCPLocalIP, chainenv.TCPLocalPort, chainenv.MXName, chainenv.TLS,
+	chainenv.TLSLevel, chainenv.TLSA, chainenv.TLSANames}
 
-func childEnv(c chainenv.Candidate, conn *connect.Conn, mode, cellFD string) []string {
-	return append(chainenv.Without(append(ucspiVars, progress.Env)...),
-		progress.Env+"="+cellFD,
+// tlsEnv says how the child authenticates the server of c under TLS:
+// the level of control/tlspolicy for this host (none when tlsstrictness
+// decides), and at dane its TLSA records and reference names.
+func (cfg *config) tlsEnv(c chainenv.Candidate, mode string) []string {
+	h, hasDANE := cfg.dane[c.Name]
+	level := cfg.tls.HostLevel(hasDANE)
+	if level == "" || mode == connect.ModeNone {
+		return nil
+	}
+	env := []string{chainenv.TLSLevel + "=" + level}
+	if level == connect.LevelDANE {
+		env = append(env, chainenv.TLSA+"="+h.Records, chainenv.TLSANames+"="+strings.Join(h.Names, ","))
+	}
+	return env
+}
+
+// childEnv is the environment of prog on conn: ours, with the UCSPI
+// variables, the progress cell and the TLS settings of this connection.
+func childEnv(c chainenv.Candidate, conn *connect.Conn, mode string, tls []string) []string {
+	return append(append(chainenv.Without(append(ucspiVars, progress.Env)...), tls...),
 		chainenv.Proto+"=TCP",
 		chainenv.TCPRemoteIP+"="+conn.Remote.Addr().String(),
 		chainenv.TCPRemotePort+"="+strconv.Itoa(int(conn.Remote.Port())),
@@ -344,6 +389,11 @@ func childEnv(c chainenv.Candidate, conn *connect.Conn, mode, cellFD string) []s
 		chainenv.TCPLocalPort+"="+strconv.Itoa(int(conn.Local.Port())),
 		chainenv.MXName+"="+c.Name,
 		chainenv.TLS+"="+mode)
+}
+
+// withCell sets the progress cell's descriptor in env.
+func withCell(env []string, cellFD string) []string {
+	return append(chainenv.WithoutIn(env, progress.Env), progress.Env+"="+cellFD)
 }
 
 // outputLimit bounds what a child may print: nrcpt recipient reports and
@@ -355,7 +405,7 @@ func outputLimit(nrcpt int) int { return (nrcpt + 1) * report.Max }
 const outputGrace = time.Second
 
 // spawn runs prog on conn and judges its exit. It closes conn.
-func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int, cell *progress.Cell) child {
+func spawn(path string, argv, env []string, conn *connect.Conn, nrcpt int, cell *progress.Cell) child {
 	sock := os.NewFile(uintptr(conn.FD), "socket")
 	defer sock.Close()
 	rd, wr, err := os.Pipe()
@@ -374,7 +424,7 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
-		Env:    childEnv(c, conn, mode, strconv.Itoa(progress.FD)),
+		Env:    withCell(env, strconv.Itoa(progress.FD)),
 		Stdin:  os.Stdin,
 		Stdout: wr,
 		Stderr: diag,
@@ -427,13 +477,13 @@ func spawn(path string, argv []string, c chainenv.Candidate, conn *connect.Conn,
 }
 
 // call runs our own qmail-remote-io on conn in this process, with what a
-// spawn would have given it: the environment of childEnv, the socket as
+// spawn would have given it: env (childEnv), the socket as
 // its server connection, its stdout and stderr bounded as the pipes are.
 // It closes conn.
-func call(argv []string, c chainenv.Candidate, conn *connect.Conn, mode string, nrcpt int, cell *progress.Cell) child {
+func call(argv, env []string, conn *connect.Conn, nrcpt int, cell *progress.Cell) child {
 	unix.Seek(0, 0, io.SeekStart)
 	saved := os.Environ()
-	chainenv.Replace(childEnv(c, conn, mode, cell.EnvValue()))
+	chainenv.Replace(withCell(env, cell.EnvValue()))
 	defer chainenv.Replace(saved)
 	out := &proc.Bounded{Max: int64(outputLimit(nrcpt)) + 1}
 	diag := &proc.Bounded{Max: 1024}

@@ -46,9 +46,10 @@ same=no
 fl=$(sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/6)
 nb=$(( 0$fl & 04000 ))
 size=$(wc -c | tr -d ' ')
-printf 'mode=%s proto=%s remote=%s:%s local=%s:%s mx=%s fds=%s same=%s sock=%s nonblock=%s stdin=%s tls=%s\n' \
+printf 'mode=%s proto=%s remote=%s:%s local=%s:%s mx=%s fds=%s same=%s sock=%s nonblock=%s stdin=%s tls=%s level=%s tlsa=%s names=%s\n' \
   "$mode" "$PROTO" "$TCPREMOTEIP" "$TCPREMOTEPORT" "$TCPLOCALIP" "$TCPLOCALPORT" \
-  "$QMAILREMOTE_MXNAME" "$fds" "$same" "${s6%%:*}" "$nb" "$size" "${QMAILREMOTE_TLS-unset}" >> "$FAKE_LOG"
+  "$QMAILREMOTE_MXNAME" "$fds" "$same" "${s6%%:*}" "$nb" "$size" "${QMAILREMOTE_TLS-unset}" \
+  "${QMAILREMOTE_TLSLEVEL-unset}" "${QMAILREMOTE_TLSA-unset}" "${QMAILREMOTE_TLSANAMES-unset}" >> "$FAKE_LOG"
 printf 'hello %s\n' "$mode" >&7
 case $mode in
 ok) printf 'r\000s%s does not like recipient.\nRemote host said: 450 busy\n\000K%s accepted message.\nRemote host said: 250 ok\n\000' "$TCPREMOTEIP" "$TCPREMOTEIP"; exit 0 ;;
@@ -721,8 +722,10 @@ type tlsCase struct {
 	candidates string // %s is replaced by an address nothing listens on
 	k          string // want a K with this text; "" wants a Z
 	z          []string
-	runs       []string // "mx tls" per child run, in order
+	runs       []string // "mx tls" per child run, in order ("mx tls level tlsa names" when level is set)
 	mode       string   // FAKE_MODE instead of "tls"
+	level      string   // QMAILREMOTE_TLSPOLICY
+	dane       string   // QMAILREMOTE_DANE
 }
 
 func (tc tlsCase) run(t *testing.T) {
@@ -741,6 +744,12 @@ func (tc tlsCase) run(t *testing.T) {
 	if tc.strictness != "-" {
 		d.env[chainenv.TLSStrictness] = tc.strictness
 	}
+	if tc.level != "" {
+		d.env[chainenv.TLSPolicy] = tc.level
+	}
+	if tc.dane != "" {
+		d.env[chainenv.DANE] = tc.dane
+	}
 	d.run()
 	if tc.k != "" {
 		res, err := report.Parse(d.stdout, 2)
@@ -753,6 +762,9 @@ func (tc tlsCase) run(t *testing.T) {
 	var got []string
 	for _, r := range d.runs() {
 		mx, tls := field(r, "mx"), field(r, "tls")
+		if tc.level != "" {
+			tls += " " + field(r, "level") + " " + field(r, "tlsa") + " " + field(r, "names")
+		}
 		got = append(got, mx+" "+tls)
 	}
 	if strings.Join(got, ", ") != strings.Join(tc.runs, ", ") {
@@ -837,6 +849,57 @@ func TestTLSStrictness(t *testing.T) {
 	} {
 		if tc.anchors == "" && !strings.HasPrefix(tc.name, "no anchors") {
 			tc.anchors = anchors
+		}
+		t.Run(tc.name, tc.run)
+	}
+}
+
+// TestTLSPolicy: a control/tlspolicy level (QMAILREMOTE_TLSPOLICY)
+// overrides trustanchors and tlsstrictness; at dane, the hosts with
+// TLSA records (QMAILREMOTE_DANE) get TLS authenticated by them, and the
+// others are as at may.
+func TestTLSPolicy(t *testing.T) {
+	const sorry = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+	const dane1 = "dane1.example.test/smtp.example.test,dane1.example.test/3:1:1:aa"
+	for _, tc := range []tlsCase{
+		{name: "dane: DANE host", level: "dane", dane: dane1, anchors: "-", candidates: "dane1.example.test/127.0.0.1",
+			k:    "dane1.example.test accepted message.\nTLS\n",
+			runs: []string{"dane1.example.test require dane 3:1:1:aa smtp.example.test,dane1.example.test"}},
+		{name: "dane: a DANE host whose TLS fails gets no cleartext", level: "dane", anchors: "-",
+			dane:       "broken1.example.test/broken1.example.test/3:1:1:aa",
+			candidates: "broken1.example.test/127.0.0.1 plain2.example.test/127.0.0.1",
+			k:          "plain2.example.test accepted message.\ncleartext\n",
+			runs:       []string{"broken1.example.test require dane 3:1:1:aa broken1.example.test", "plain2.example.test try may unset unset"}},
+		{name: "dane: others are may", level: "dane", dane: dane1, anchors: "-",
+			candidates: "broken1.example.test/127.0.0.1",
+			k:          "broken1.example.test accepted message.\ncleartext\n",
+			runs:       []string{"broken1.example.test try may unset unset", "broken1.example.test none unset unset unset"}},
+		{name: "dane-only: hosts without DANE are not used", level: "dane-only", dane: dane1, anchors: "-",
+			candidates: "plain1.example.test/127.0.0.1 dane1.example.test/127.0.0.1",
+			k:          "dane1.example.test accepted message.\nTLS\n",
+			runs:       []string{"dane1.example.test require dane 3:1:1:aa smtp.example.test,dane1.example.test"}},
+		{name: "dane-only: none with DANE", level: "dane-only", anchors: "-", candidates: "plain1.example.test/127.0.0.1",
+			z:    []string{sorry + "(TLS) plain1.example.test has no DNSSEC-secure TLSA records, and control/tlspolicy says dane-only.\n"},
+			runs: nil},
+		{name: "none overrides strictness 2", level: "none", strictness: "2", candidates: "tls1.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\ncleartext\n", runs: []string{"tls1.example.test none unset unset unset"}},
+		{name: "may without anchors", level: "may", anchors: "-", candidates: "tls1.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\nTLS\n", runs: []string{"tls1.example.test try may unset unset"}},
+		{name: "encrypt: no cleartext", level: "encrypt", anchors: "-", strictness: "0",
+			candidates: "plain1.example.test/127.0.0.1 broken2.example.test/127.0.0.1",
+			z: []string{sorry + "(TLS) TLS handshake with broken2.example.test failed: bad record MAC.\nEarlier attempts:\n" +
+				"(TLS) plain1.example.test does not offer STARTTLS.\n"},
+			runs: []string{"plain1.example.test require encrypt unset unset", "broken2.example.test require encrypt unset unset"}},
+		{name: "verify needs anchors", level: "verify", anchors: "-", candidates: "tls1.example.test/127.0.0.1",
+			z: []string{"Unable to read control files: control/tlspolicy says verify for this destination but no trust anchors are set"}},
+		{name: "verify", level: "verify", strictness: "0", candidates: "tls1.example.test/127.0.0.1",
+			k: "tls1.example.test accepted message.\nTLS\n", runs: []string{"tls1.example.test require verify unset unset"}},
+	} {
+		if tc.anchors == "" {
+			tc.anchors = anchors
+		}
+		if tc.strictness == "" {
+			tc.strictness = "-"
 		}
 		t.Run(tc.name, tc.run)
 	}

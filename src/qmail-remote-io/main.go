@@ -85,6 +85,7 @@ type config struct {
 	clientCert    string
 	clientKey     string
 	tlsStrictness string // for the report texts; "" when unset
+	tlsLevel      string // QMAILREMOTE_TLSLEVEL, for the report texts
 	mxName        string // the server's name, for SNI and verification
 	timeoutTLS    time.Duration
 
@@ -99,6 +100,8 @@ type tlsInfo struct {
 	protocol string // SSL_PROTOCOL, e.g. TLSv1.3
 	cipher   string // SSL_CIPHER, e.g. TLS_AES_128_GCM_SHA256
 	verified bool   // QMAILREMOTE_TLSVERIFIED=1
+	// verifiedBy: QMAILREMOTE_TLSVERIFIEDBY, how ("PKIX", "DANE-EE 3 1 1").
+	verifiedBy string
 }
 
 // line is the line added to the reports of a transaction under TLS.
@@ -110,7 +113,10 @@ func (t *tlsInfo) line() string {
 	if t.cipher != "" {
 		l += " " + t.cipher
 	}
-	if t.verified {
+	switch {
+	case t.verified && t.verifiedBy != "" && t.verifiedBy != "PKIX":
+		return l + ", certificate verified (" + t.verifiedBy + ").\n"
+	case t.verified:
 		return l + ", certificate verified.\n"
 	}
 	return l + ", certificate not verified.\n"
@@ -283,6 +289,10 @@ func readTLSInfo(die func(error)) *tlsInfo {
 	if t.verified, err = chainenv.Flag(chainenv.TLSVerified); err != nil {
 		die(err)
 	}
+	t.verifiedBy = os.Getenv(chainenv.TLSVerifiedBy)
+	if strings.IndexFunc(t.verifiedBy, func(c rune) bool { return c < ' ' || c >= 0x7f }) >= 0 {
+		die(&chainenv.Error{Name: chainenv.TLSVerifiedBy, Reason: fmt.Sprintf("holds a control character: %q", t.verifiedBy)})
+	}
 	return &t
 }
 
@@ -305,10 +315,13 @@ func readTLSPolicy(cfg *config, die func(error)) {
 	if cfg.tlsIO, err = chainenv.NonEmpty(chainenv.TLSIO); err != nil {
 		die(&chainenv.Error{Name: chainenv.TLSIO, Reason: "must name the TLS stage when " + chainenv.TLS + " is " + cfg.tlsMode})
 	}
-	// STARTTLS only with trust anchors (control/trustanchors): the
-	// connector says none without them, so anything else is a broken
-	// environment.
-	if cfg.trustAnchors, err = chainenv.NonEmpty(chainenv.TrustAnchors); err != nil {
+	// Without a control/tlspolicy level, STARTTLS only with trust
+	// anchors (control/trustanchors): the connector says none without
+	// them, so anything else is a broken environment. A level may go
+	// without them; the handshake needs them at verify (tlsConfig).
+	cfg.tlsLevel = os.Getenv(chainenv.TLSLevel)
+	cfg.trustAnchors = os.Getenv(chainenv.TrustAnchors)
+	if cfg.trustAnchors == "" && cfg.tlsLevel == "" {
 		die(&chainenv.Error{Name: chainenv.TrustAnchors, Reason: "must be set when " + chainenv.TLS + " is " + cfg.tlsMode})
 	}
 	cfg.clientCert = os.Getenv(chainenv.ClientCert)
@@ -599,7 +612,12 @@ func (s *session) startTLS() (o outcome, quit, giveUp bool) {
 	ip := s.cfg.ip
 	require := s.cfg.tlsMode == chainenv.TLSRequire
 	strictness := ""
-	if s.cfg.tlsStrictness != "" {
+	switch {
+	case s.cfg.tlsLevel == chainenv.LevelDANE:
+		strictness = " (DANE: the server has TLSA records)"
+	case s.cfg.tlsLevel != "":
+		strictness = " (control/tlspolicy: " + s.cfg.tlsLevel + ")"
+	case s.cfg.tlsStrictness != "":
 		strictness = " (tlsstrictness " + s.cfg.tlsStrictness + ")"
 	}
 	if !s.ext.Has("STARTTLS") {

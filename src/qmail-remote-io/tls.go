@@ -75,6 +75,9 @@ func (s *session) tlsConfig() (tlsio.Config, error) {
 		die(err)
 	}
 	c.Strictness = int(n)
+	if err := c.ReadPolicy(); err != nil {
+		die(err)
+	}
 	s.cfg.timeoutTLS = defaultTimeoutTLS
 	if _, ok := os.LookupEnv(chainenv.TimeoutConnect); ok {
 		if s.cfg.timeoutTLS, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
@@ -110,11 +113,11 @@ func (s *session) handshake() (outcome, bool) {
 		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", s.cfg.ip, why)}, false
 	}
 	raw.SetDeadline(time.Time{})
-	p := tlsio.ParamsOf(conn.ConnectionState(), c.Server, c.Strictness == 2)
+	p := tlsio.ParamsOf(conn.ConnectionState(), &c)
 	s.tlsConn = &tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}
 	s.r, s.w = s.tlsConn, s.tlsConn
 	s.br = bufio.NewReaderSize(s.r, 4096)
-	s.cfg.tls = &tlsInfo{protocol: p.Protocol, cipher: p.Cipher, verified: p.Verified}
+	s.cfg.tls = &tlsInfo{protocol: p.Protocol, cipher: p.Cipher, verified: p.Verified, verifiedBy: p.VerifiedBy}
 	return s.deliver()
 }
 

@@ -55,6 +55,25 @@ func Main(args []string) chain.Next {
 		}
 		chain.Die(chain.ExitSystem, prog, "%v", err)
 	}
+	// DANE (doc/dane.md): the TLSA records of hosts reached through
+	// DNSSEC-secure answers, looked up with their addresses.
+	switch level := os.Getenv(chainenv.TLSPolicy); level {
+	case chainenv.LevelDANE, chainenv.LevelDANEOnly:
+		req.DANE, req.DANEOnly = true, level == chainenv.LevelDANEOnly
+		client.DNSSEC = true
+		if _, ok := os.LookupEnv(chainenv.DNSSECResolvers); ok {
+			if client.TrustAD, err = chainenv.Addrs(chainenv.DNSSECResolvers); err != nil {
+				chain.Die(chain.ExitUsage, prog, "%v", err)
+			}
+		}
+		if _, ok := os.LookupEnv(chainenv.Port); ok {
+			port, err := chainenv.Int(chainenv.Port, 1, 65535)
+			if err != nil {
+				chain.Die(chain.ExitUsage, prog, "%v", err)
+			}
+			req.Port = int(port)
+		}
+	}
 
 	out := resolve.Resolve(context.Background(), client, req)
 	if out.Letter != 0 {
@@ -62,6 +81,11 @@ func Main(args []string) chain.Next {
 	}
 	if err := os.Setenv(chainenv.Candidates, chainenv.FormatCandidates(out.Candidates)); err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to set %s: %v", chainenv.Candidates, err)
+	}
+	if len(out.DANE) > 0 {
+		os.Setenv(chainenv.DANE, chainenv.FormatDANE(out.DANE))
+	} else {
+		os.Unsetenv(chainenv.DANE)
 	}
 	return chain.Exec(args[1:])
 }

@@ -54,6 +54,7 @@ func exportAuth(home string, r routes.Route) {
 	}
 	os.Setenv(chainenv.Auth, e.Method)
 	os.Setenv(chainenv.TLSStrictness, "2")
+	raisePolicy()
 }
 
 // outcome ends the delivery with a Z report: the mail waits in the queue.

@@ -51,6 +51,7 @@ func Main(args []string) chain.Next {
 		os.Unsetenv(chainenv.Relay)
 	}
 	os.Setenv(chainenv.Port, strconv.Itoa(r.Port))
+	exportPolicy(home, run, host)
 	exportAuth(home, r)
 	return chain.Exec(args[1:])
 }

@@ -115,6 +115,9 @@ func readEnv() settings {
 		die(err)
 	}
 	st.cfg.Strictness = int(n)
+	if err := st.cfg.ReadPolicy(); err != nil {
+		die(err)
+	}
 	if st.timeoutConnect, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
 		die(err)
 	}
@@ -128,7 +131,9 @@ func readEnv() settings {
 	if st.caFile != "" && st.caDir != "" {
 		die(errors.New("CAFILE and CADIR are both set; set one"))
 	}
-	if st.cfg.Strictness == 2 && st.caFile == "" && st.caDir == "" {
+	// At level verify, no anchors is the final Z of loadControl, as in
+	// qmail-remote-io's own handshake.
+	if st.cfg.Level == "" && st.cfg.PKIX() && st.caFile == "" && st.caDir == "" {
 		die(errors.New("CAFILE or CADIR must be set at tlsstrictness 2"))
 	}
 	if (st.certFile == "") != (st.keyFile == "") {
@@ -145,8 +150,8 @@ func readEnv() settings {
 	return st
 }
 
-// loadControl loads the trust anchors (tlsstrictness 2 only: at 0 and 1
-// nothing is verified, so reading /etc/ssl/certs would be wasted) and the
+// loadControl loads the trust anchors (for PKIX only: otherwise
+// nothing is checked against them, so reading /etc/ssl/certs would be wasted) and the
 // client certificate. A problem with either is the same for every server:
 // a final Z, exit 0, and the mail waits for the administrator.
 func loadControl(st *settings) {
@@ -178,7 +183,7 @@ func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
 		chain.ExitNow(chain.ExitTLSFailed)
 	}
 	raw.SetDeadline(time.Time{})
-	return conn, tlsio.ParamsOf(conn.ConnectionState(), st.cfg.Server, st.cfg.Strictness == 2)
+	return conn, tlsio.ParamsOf(conn.ConnectionState(), &st.cfg)
 }
 
 // childEnv is ours minus the TLS inputs and any stale outputs, plus the

@@ -128,6 +128,9 @@ func run(args []string) (out guard.Outcome) {
 	set(chainenv.TimeoutRemote, strconv.FormatInt(cf.timeoutRemote, 10))
 	set(chainenv.TimeoutDNS, strconv.FormatInt(cf.timeoutDNS, 10))
 	set(chainenv.IPMe, ipme(cf.ipme, cf.notipme))
+	if len(cf.dnssecResolvers) > 0 {
+		set(chainenv.DNSSECResolvers, addrList(cf.dnssecResolvers))
+	}
 	set(chainenv.TrustAnchors, cf.trustAnchors)
 	set(chainenv.ClientCert, cf.clientCert)
 	set(chainenv.ClientKey, cf.clientKey)
@@ -186,6 +189,7 @@ type controls struct {
 	helohost                                  string
 	timeoutConnect, timeoutRemote, timeoutDNS int64
 	ipme, notipme                             []netip.Addr
+	dnssecResolvers                           []netip.Addr // whose AD bit counts (DANE)
 	trustAnchors, clientCert, clientKey       string
 	tlsStrictness                             int64
 }
@@ -224,6 +228,9 @@ func readControl() (c controls, err error) {
 		return c, err
 	}
 	if c.notipme, err = control.Addrs("control/notipme"); err != nil {
+		return c, err
+	}
+	if c.dnssecResolvers, err = control.Addrs("control/dnssecresolvers"); err != nil {
 		return c, err
 	}
 	if c.trustAnchors, err = control.Path("control/trustanchors"); err != nil {
@@ -380,6 +387,15 @@ func ipme(extra, not []netip.Addr) string {
 		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
+	}
+	return strings.Join(out, " ")
+}
+
+// addrList is addresses as the chain's variables hold them.
+func addrList(as []netip.Addr) string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
 	}
 	return strings.Join(out, " ")
 }

@@ -39,17 +39,52 @@ const (
 	Msg8Bit        = "QMAILREMOTE_MSG8BIT"
 )
 
+// Set by qmail-remote from control/dnssecresolvers: nameservers whose
+// AD bit qmail-remote-resolve trusts, besides those on loopback.
+const DNSSECResolvers = "QMAILREMOTE_DNSSECRESOLVERS"
+
 // Set by qmail-remote-routes.
 const (
 	Relay = "QMAILREMOTE_RELAY"
 	Port  = "QMAILREMOTE_PORT"
+	// From control/tlspolicy, unset when no line applies (then
+	// tlsstrictness decides): the level, and its options.
+	TLSPolicy = "QMAILREMOTE_TLSPOLICY"
+	TLSMatch  = "QMAILREMOTE_TLSMATCH" // names the certificate must match, spaces between
+	TLSPins   = "QMAILREMOTE_TLSPINS"  // SHA-256 of allowed server keys, hex, spaces between
+)
+
+// The levels of control/tlspolicy.
+const (
+	LevelNone     = "none"
+	LevelMay      = "may"
+	LevelEncrypt  = "encrypt"
+	LevelVerify   = "verify"
+	LevelDANE     = "dane"
+	LevelDANEOnly = "dane-only"
 )
 
 // Set by qmail-remote-resolve.
-const Candidates = "QMAILREMOTE_CANDIDATES"
+const (
+	Candidates = "QMAILREMOTE_CANDIDATES"
+	// The MX hosts that DANE applies to (FormatDANE), at the levels
+	// dane and dane-only.
+	DANE = "QMAILREMOTE_DANE"
+)
 
 // Set by qmail-remote-connect (with the UCSPI variables below).
 const MXName = "QMAILREMOTE_MXNAME"
+
+// Set by qmail-remote-connect for qmail-remote-io and the TLS stage: how
+// this connection's server is authenticated. TLSLevel is one of the
+// levels above but dane-only (unset: tlsstrictness decides); at dane,
+// TLSA holds the host's records (dane.EncodeRecords) and TLSANames the
+// names a DANE-TA certificate must match, the TLSA base domain first.
+const (
+	TLSLevel  = "QMAILREMOTE_TLSLEVEL"
+	TLSA      = "QMAILREMOTE_TLSA"
+	TLSANames = "QMAILREMOTE_TLSANAMES"
+)
 
 // Set by qmail-remote for qmail-remote-io: the path of the TLS stage.
 const TLSIO = "QMAILREMOTE_TLSIO"
@@ -67,6 +102,10 @@ const (
 // Set by qmail-remote-tlsio for the application it runs: whether the
 // server's certificate was verified (1) or not (0).
 const TLSVerified = "QMAILREMOTE_TLSVERIFIED"
+
+// Set with TLSVerified: how the server was authenticated ("PKIX",
+// "DANE-EE 3 1 1", "DANE-TA 2 1 1", "key pin"), empty for not at all.
+const TLSVerifiedBy = "QMAILREMOTE_TLSVERIFIEDBY"
 
 // UCSPI client variables (s6-tcpclient names).
 const (
@@ -225,6 +264,37 @@ func ParseCandidates(v string) ([]Candidate, error) {
 			return nil, &Error{Candidates, fmt.Sprintf("holds %q, whose address is not an IP address", f)}
 		}
 		out = append(out, Candidate{Name: f[:i], Addr: a.Unmap()})
+	}
+	return out, nil
+}
+
+// DANEHost is an MX host (or relay) with DNSSEC-secure TLSA records.
+type DANEHost struct {
+	Name    string   // as in the candidate list
+	Names   []string // reference identifiers: the TLSA base domain, then the unexpanded name if a CNAME led to it
+	Records string   // the TLSA records, dane.EncodeRecords' form
+}
+
+// FormatDANE joins hosts for QMAILREMOTE_DANE: NAME/NAMES/RECORDS, NAMES
+// and RECORDS separated by commas, hosts by spaces.
+func FormatDANE(hs []DANEHost) string {
+	parts := make([]string, len(hs))
+	for i, h := range hs {
+		parts[i] = h.Name + "/" + strings.Join(h.Names, ",") + "/" + h.Records
+	}
+	return strings.Join(parts, " ")
+}
+
+// ParseDANE parses QMAILREMOTE_DANE-style text. The records stay text:
+// the TLS stage parses them.
+func ParseDANE(v string) ([]DANEHost, error) {
+	var out []DANEHost
+	for _, f := range strings.Fields(v) {
+		parts := strings.Split(f, "/")
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return nil, &Error{DANE, fmt.Sprintf("holds %q, not NAME/NAMES/RECORDS", f)}
+		}
+		out = append(out, DANEHost{Name: parts[0], Names: strings.Split(parts[1], ","), Records: parts[2]})
 	}
 	return out, nil
 }

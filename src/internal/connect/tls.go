@@ -14,11 +14,83 @@ const (
 	ModeRequire = "require"
 )
 
-// Policy is what control/trustanchors and control/tlsstrictness say about
-// STARTTLS for a whole delivery (doc/control.md, doc/chain.md "STARTTLS").
+// The levels of control/tlspolicy (doc/tlspolicy.md), as chainenv names
+// them.
+const (
+	LevelNone     = "none"
+	LevelMay      = "may"
+	LevelEncrypt  = "encrypt"
+	LevelVerify   = "verify"
+	LevelDANE     = "dane"
+	LevelDANEOnly = "dane-only"
+)
+
+// Policy is what control/trustanchors and control/tlsstrictness, or
+// control/tlspolicy, say about STARTTLS for a whole delivery
+// (doc/control.md, doc/tlspolicy.md, doc/chain.md "STARTTLS").
 type Policy struct {
 	Anchors    bool // trustanchors is set: STARTTLS may be used at all
 	Strictness int  // 0, 1 or 2
+	// Level is control/tlspolicy's for this destination; empty when no
+	// line applies, and then Anchors and Strictness decide.
+	Level string
+}
+
+// HostLevel is the level for one host: at dane, the hosts with DNSSEC-
+// secure TLSA records get dane and the others may; at dane-only those
+// without get "" (they cannot be used: CanUse). Empty when tlsstrictness
+// decides.
+func (p Policy) HostLevel(hasDANE bool) string {
+	switch p.Level {
+	case LevelDANE:
+		if hasDANE {
+			return LevelDANE
+		}
+		return LevelMay
+	case LevelDANEOnly:
+		if hasDANE {
+			return LevelDANE
+		}
+		return ""
+	}
+	return p.Level
+}
+
+// CanUse says whether a host may be tried at all: not a host without
+// DANE at dane-only (the resolver sets those aside; this is for a
+// connector run by hand).
+func (p Policy) CanUse(hasDANE bool) bool { return p.Level != LevelDANEOnly || hasDANE }
+
+// ParseLevel checks a control/tlspolicy level; empty is none given.
+func ParseLevel(v string) error {
+	switch v {
+	case "", LevelNone, LevelMay, LevelEncrypt, LevelVerify, LevelDANE, LevelDANEOnly:
+		return nil
+	}
+	return fmt.Errorf("must be none, may, encrypt, verify, dane or dane-only, not %q", v)
+}
+
+// Mode is the mode of the first (or only) attempt at a host whose level
+// is level (HostLevel).
+func (p Policy) Mode(level string) string {
+	switch level {
+	case "":
+		return p.FirstMode()
+	case LevelNone:
+		return ModeNone
+	case LevelMay:
+		return ModeTry
+	}
+	return ModeRequire
+}
+
+// Retry says whether a host whose TLS failed at level gets a cleartext
+// retry: at level may, as at tlsstrictness 0.
+func (p Policy) Retry(level string) bool {
+	if level == "" {
+		return p.RetryCleartext()
+	}
+	return level == LevelMay
 }
 
 // ParseStrictness reads a tlsstrictness value; empty means 0, as an
@@ -55,15 +127,16 @@ func (p Policy) RetryCleartext() bool { return p.Anchors && p.Strictness == 0 }
 
 // SecondPass says whether, when no candidate took the mail under TLS, the
 // candidates that answered are tried again in cleartext. Level 1: every
-// TLS-capable server first, and only then cleartext to the best one.
-func (p Policy) SecondPass() bool { return p.Anchors && p.Strictness == 1 }
+// TLS-capable server first, and only then cleartext to the best one. A
+// control/tlspolicy line has no such pass.
+func (p Policy) SecondPass() bool { return p.Level == "" && p.Anchors && p.Strictness == 1 }
 
 // Label names an attempt's pass in the final Z, so that the administrator
 // can tell a TLS failure from a cleartext one at the same address. Empty
 // when there is nothing to tell apart: no anchors (everything is
 // cleartext), or mode try (whatever the server offered was used).
 func (p Policy) Label(mode string) string {
-	if !p.Anchors {
+	if p.Level == LevelNone || p.Level == "" && !p.Anchors {
 		return ""
 	}
 	switch mode {

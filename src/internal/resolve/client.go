@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +40,13 @@ type Answer struct {
 	Kind    Kind
 	Records []dns.RR // Found: the records of the asked type, CNAMEs followed
 	Detail  string   // Temporary: what went wrong, for humans
+	// Secure: every reply that made this answer (the CNAMEs followed
+	// included) came with the AD bit from a nameserver whose AD bit we
+	// trust (Client.DNSSEC). Meaningful for Found, NoData and NXDomain.
+	Secure bool
+	// Name is the owner of Records, or the name whose denial this is:
+	// the asked name, or where its CNAMEs led (without a final dot).
+	Name string
 }
 
 // Resolver looks up one name and type. Client implements it; tests may use
@@ -60,6 +69,26 @@ type Client struct {
 	Servers  []string      // "host:port", tried in order
 	Timeout  time.Duration // for each query to one server (UDP, then TCP if truncated)
 	Attempts int           // rounds over Servers
+	// DNSSEC asks for the validation status of each answer: queries
+	// carry the AD bit (RFC 6840 5.7, which gets it back from a
+	// validating resolver without DO and the RRSIGs DO would add), and
+	// an answer is Secure when the reply has it from a trusted server.
+	DNSSEC bool
+	// TrustAD lists the nameservers whose AD bit counts, besides those
+	// on loopback (RFC 4035 4.9.3, RFC 7672 2.1.1: the AD bit is only as
+	// good as the path from the validator).
+	TrustAD []netip.Addr
+}
+
+// trusts says whether server's AD bit counts: a loopback address, or one
+// the administrator listed.
+func (c *Client) trusts(server string) bool {
+	ap, err := netip.ParseAddrPort(server)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	return a.IsLoopback() || slices.Contains(c.TrustAD, a)
 }
 
 // Lookup asks for (name, qtype), following CNAMEs. It gives up when ctx is
@@ -69,11 +98,14 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) Answer {
 	orig := qname
 	seen := map[string]bool{strings.ToLower(qname): true}
 	hops := 0
+	secure := c.DNSSEC
 	for {
-		reply, detail := c.query(ctx, qname, qtype)
+		reply, server, detail := c.query(ctx, qname, qtype)
 		if reply == nil {
 			return Answer{Kind: Temporary, Detail: detail}
 		}
+		// A chain is secure only if every link is (RFC 4035 4.9.3).
+		secure = secure && reply.AuthenticatedData && c.trusts(server)
 		// Walk the CNAME chain the answer section holds (RFC 1034 3.6.2).
 		cur := qname
 		for {
@@ -91,7 +123,7 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) Answer {
 				}
 			}
 			if len(recs) > 0 {
-				return Answer{Kind: Found, Records: recs}
+				return Answer{Kind: Found, Records: recs, Secure: secure, Name: show(cur)}
 			}
 			if target == "" {
 				break
@@ -108,10 +140,10 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) Answer {
 		}
 		// RFC 6604: the rcode speaks of the last name of the chain.
 		if reply.Rcode == dns.RcodeNameError {
-			return Answer{Kind: NXDomain}
+			return Answer{Kind: NXDomain, Secure: secure, Name: show(cur)}
 		}
 		if cur == qname {
-			return Answer{Kind: NoData}
+			return Answer{Kind: NoData, Secure: secure, Name: show(cur)}
 		}
 		// The answer stopped at a CNAME whose target it does not cover
 		// (a server that does not chase aliases): ask for the target.
@@ -120,15 +152,16 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) Answer {
 }
 
 // query asks the servers in turn, attempts times over, until one gives an
-// answer that is NOERROR or NXDOMAIN. It returns that reply, or nil and
-// what went wrong with the last try.
-func (c *Client) query(ctx context.Context, qname string, qtype uint16) (*dns.Msg, string) {
+// answer that is NOERROR or NXDOMAIN. It returns that reply and the server
+// that gave it, or nil and what went wrong with the last try.
+func (c *Client) query(ctx context.Context, qname string, qtype uint16) (*dns.Msg, string, string) {
 	if len(c.Servers) == 0 {
-		return nil, "no nameserver configured"
+		return nil, "", "no nameserver configured"
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(qname, qtype)
 	m.RecursionDesired = true
+	m.AuthenticatedData = c.DNSSEC
 	m.SetEdns0(EDNSSize, false)
 	detail := ""
 	for range max(c.Attempts, 1) {
@@ -137,7 +170,7 @@ func (c *Client) query(ctx context.Context, qname string, qtype uint16) (*dns.Ms
 				if detail == "" {
 					detail = fmt.Sprintf("%s %s: %v", show(qname), typeName(qtype), err)
 				}
-				return nil, detail
+				return nil, "", detail
 			}
 			// A fresh ID for each try, so a late reply to an earlier one
 			// is not taken for this one.
@@ -147,12 +180,12 @@ func (c *Client) query(ctx context.Context, qname string, qtype uint16) (*dns.Ms
 				err = check(m, reply, server)
 			}
 			if err == nil {
-				return reply, ""
+				return reply, server, ""
 			}
 			detail = fmt.Sprintf("%s %s: %v", show(qname), typeName(qtype), err)
 		}
 	}
-	return nil, detail
+	return nil, "", detail
 }
 
 // exchange sends one query to one server over UDP, then over TCP if the

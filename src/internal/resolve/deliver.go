@@ -29,6 +29,9 @@ const (
 	TextRelayNX     = "Sorry, I couldn't find any host named %s (the smtproutes relay). (#4.1.2)"
 	TextRelayNoAddr = "Sorry, I couldn't find an IP address for %s (the smtproutes relay). (#4.4.4)"
 	TextTimeoutDNS  = "DNS lookups took longer than timeoutdns (%d s)"
+	// DANE (RFC 7672): no host is left once those whose TLSA lookup
+	// failed, or (dane-only) those without DANE, are set aside.
+	TextDANE = "Sorry, no mail exchanger of %s can be used with DANE now. (#4.7.5)"
 )
 
 // Bounds on what one delivery may fan out to.
@@ -46,13 +49,24 @@ type Request struct {
 	// Shuffle puts MX of equal preference in random order; nil means
 	// math/rand/v2's Shuffle. Tests pass their own.
 	Shuffle func(n int, swap func(i, j int))
+	// DANE looks up the TLSA records of each host reached through
+	// DNSSEC-secure answers (RFC 7672 2.2), at the same time as its
+	// addresses; the Resolver must report Secure (Client.DNSSEC).
+	// DANEOnly also sets aside every host without them.
+	DANE, DANEOnly bool
+	// Port is the TCP port the TLSA records are for (_PORT._tcp); 0
+	// means 25.
+	Port int
 }
 
 // Outcome is either candidates (Letter 0) or a message report.
 type Outcome struct {
 	Candidates []chainenv.Candidate
-	Letter     byte   // 0, report.Temporary or report.Permanent
-	Text       string // the report text when Letter is set
+	// DANE lists the candidates' hosts with secure TLSA records, at most
+	// one entry per host name.
+	DANE   []chainenv.DANEHost
+	Letter byte   // 0, report.Temporary or report.Permanent
+	Text   string // the report text when Letter is set
 }
 
 func permanent(format string, args ...any) Outcome {
@@ -154,6 +168,9 @@ func Resolve(ctx context.Context, r Resolver, req Request) Outcome {
 		if !ok || !usable(a) {
 			return permanent(TextNXDomain, req.Host)
 		}
+		if req.DANEOnly {
+			return d.literalNotDANE(req.Host)
+		}
 		return d.finish([]cand{{chainenv.Candidate{Name: "[" + a.String() + "]", Addr: a}, 0}})
 	}
 	if !validName(req.Host) {
@@ -171,6 +188,8 @@ type delivery struct {
 	tempPref   int       // best preference whose lookup failed temporarily
 	tempDetail string    // what failed first
 	temp       bool
+	dane       []chainenv.DANEHost
+	daneAside  []string // hosts DANE set aside, and why
 }
 
 type cand struct {
@@ -207,6 +226,10 @@ type target struct {
 	name    string // as it goes in the candidate list
 	pref    int
 	a, aaaa *pending
+	// tlsa: its TLSA records, looked up at the same time when DANE may
+	// apply; aside: DANE sets it aside (its candidates are dropped).
+	tlsa  *pending
+	aside bool
 }
 
 func (d *delivery) noteTemp(pref int, detail string) {
@@ -227,6 +250,14 @@ func (d *delivery) temporary(detail string) Outcome {
 		detail = fmt.Sprintf(TextTimeoutDNS, int64(d.req.TimeoutDNS/time.Second))
 	}
 	text := TextTempDNS
+	if len(d.daneAside) > 0 {
+		text = fmt.Sprintf(TextDANE, d.req.Host)
+		if detail != "" && !slices.Contains(d.daneAside, detail) {
+			detail = strings.Join(d.daneAside, "\n") + "\n" + detail
+		} else {
+			detail = strings.Join(d.daneAside, "\n")
+		}
+	}
 	if detail != "" {
 		text += "\n" + detail
 	}
@@ -242,6 +273,9 @@ func (d *delivery) mx() Outcome {
 	spec, cancelSpec := context.WithCancel(d.ctx)
 	defer cancelSpec()
 	self := &target{name: host, pref: 0, a: d.start(spec, host, dns.TypeA), aaaa: d.start(spec, host, dns.TypeAAAA)}
+	if d.req.DANE {
+		self.tlsa = d.start(spec, d.tlsaName(host), dns.TypeTLSA)
+	}
 
 	mx := mxq.wait()
 	switch mx.Kind {
@@ -251,8 +285,11 @@ func (d *delivery) mx() Outcome {
 		return d.temporary(mx.Detail)
 	case NoData:
 		// RFC 5321 5.1: no MX, the host itself is the implicit MX, at
-		// preference 0.
-		return d.finish(d.collect([]*target{self}))
+		// preference 0. RFC 7672 2.2.1: DANE applies if the denial of
+		// the MX is secure, as are the addresses (daneOf).
+		ts := []*target{self}
+		d.applyDANE(ts, mx.Secure, host+" MX (none)")
+		return d.finish(d.collect(ts))
 	}
 
 	// RFC 7505 3: a null MX is a single MX whose exchange is ".".
@@ -298,10 +335,16 @@ func (d *delivery) mx() Outcome {
 			continue
 		}
 		t.a, t.aaaa = d.start(d.ctx, t.name, dns.TypeA), d.start(d.ctx, t.name, dns.TypeAAAA)
+		// RFC 7672 2.2.1: only an MX RRset that is secure leads to
+		// TLSA lookups of its hosts.
+		if d.req.DANE && mx.Secure {
+			t.tlsa = d.start(d.ctx, d.tlsaName(t.name), dns.TypeTLSA)
+		}
 	}
 	if !usedSelf {
 		cancelSpec()
 	}
+	d.applyDANE(targets, mx.Secure, host+" MX")
 	return d.finish(d.collect(targets))
 }
 
@@ -331,6 +374,9 @@ func (d *delivery) collect(ts []*target) []cand {
 	var out []cand
 	seen := map[netip.Addr]bool{}
 	for _, t := range ts {
+		if t.aside {
+			continue
+		}
 		for _, p := range []*pending{t.aaaa, t.a} {
 			ans := p.wait()
 			if ans.Kind == Temporary {
@@ -388,7 +434,18 @@ func (d *delivery) finish(cs []cand) Outcome {
 		}
 		return permanent("%s", TextAmbiguousMX)
 	}
-	return Outcome{Candidates: out}
+	return Outcome{Candidates: out, DANE: d.daneFor(out)}
+}
+
+// daneFor keeps the DANE entries of hosts that still have candidates.
+func (d *delivery) daneFor(cs []chainenv.Candidate) []chainenv.DANEHost {
+	var out []chainenv.DANEHost
+	for _, h := range d.dane {
+		if slices.ContainsFunc(cs, func(c chainenv.Candidate) bool { return c.Name == h.Name }) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // relay: smtproutes sends the mail to a given host. Its A and AAAA are
@@ -402,6 +459,9 @@ func (d *delivery) relay() Outcome {
 		if !ok || !usable(a) {
 			return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, relay)}
 		}
+		if d.req.DANEOnly {
+			return d.literalNotDANE(relay)
+		}
 		return Outcome{Candidates: []chainenv.Candidate{{Name: "[" + a.String() + "]", Addr: a}}}
 	}
 	if !validName(relay) {
@@ -409,13 +469,19 @@ func (d *delivery) relay() Outcome {
 	}
 	name := show(relay)
 	t := &target{name: name, a: d.start(d.ctx, name, dns.TypeA), aaaa: d.start(d.ctx, name, dns.TypeAAAA)}
+	if d.req.DANE {
+		t.tlsa = d.start(d.ctx, d.tlsaName(name), dns.TypeTLSA)
+	}
+	// The relay name is the administrator's choice, not an MX answer:
+	// the DANE rules start at its addresses (RFC 7672 2.2.2).
+	d.applyDANE([]*target{t}, true, "")
 	cs := d.collect([]*target{t})
 	if len(cs) > 0 {
 		out := make([]chainenv.Candidate, len(cs))
 		for i, c := range cs {
 			out[i] = c.Candidate
 		}
-		return Outcome{Candidates: out}
+		return Outcome{Candidates: out, DANE: d.daneFor(out)}
 	}
 	if d.temp {
 		return d.temporary(d.tempDetail)

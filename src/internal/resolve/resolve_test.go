@@ -80,7 +80,9 @@ func run(t *testing.T, srv *dnstest.Server, req Request) Outcome {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*answerWait)
 	defer cancel()
-	return Resolve(ctx, client(srv), req)
+	c := client(srv)
+	c.DNSSEC = req.DANE
+	return Resolve(ctx, c, req)
 }
 
 func cands(o Outcome) string {

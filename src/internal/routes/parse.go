@@ -12,6 +12,7 @@ import (
 
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/control"
+	"qmail-remote-go/src/internal/ctlcdb"
 
 	"qmail-remote-go/src/internal/say"
 )
@@ -56,10 +57,8 @@ func (t *Table) Len() int { return len(t.routes) }
 
 // Lookup finds the route for host the way stock qmail-remote does.
 func (t *Table) Lookup(host string) Route {
-	for _, k := range Keys(host) {
-		if r, ok := t.routes[k]; ok {
-			return r
-		}
+	if m := ctlcdb.First(t.routes, Keys(host)); m.Found {
+		return m.Value
 	}
 	return NoRoute
 }
@@ -90,19 +89,9 @@ func Keys(host string) []string {
 	return keys
 }
 
-// SyntaxError is a problem in the text of control/smtproutes. Line is
-// 1-based; 0 means the file as a whole.
-type SyntaxError struct {
-	Line   int
-	Reason string
-}
-
-func (e *SyntaxError) Error() string {
-	if e.Line == 0 {
-		return File + ": " + e.Reason
-	}
-	return fmt.Sprintf("%s line %d: %s", File, e.Line, e.Reason)
-}
+// SyntaxError is a problem in the text of control/smtproutes (its File
+// is File). Line is 1-based; 0 means the file as a whole.
+type SyntaxError = ctlcdb.SyntaxError
 
 // Parse reads the text of control/smtproutes. Each line is "domain:relay"
 // or "domain:relay:port"; trailing spaces, tabs and CRs are stripped, empty
@@ -116,17 +105,26 @@ func (e *SyntaxError) Error() string {
 // pushes each entry on the head of its hash chain, so a lookup meets the
 // last one first.
 func Parse(text []byte) (*Table, error) {
+	t, err := parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// parse is Parse with a typed error, for package ctlcdb.
+func parse(text []byte) (*Table, *SyntaxError) {
 	if len(text) > MaxText {
-		return nil, &SyntaxError{0, fmt.Sprintf("is larger than %d bytes", MaxText)}
+		return nil, &SyntaxError{File: File, Reason: fmt.Sprintf("is larger than %d bytes", MaxText)}
 	}
 	t := &Table{routes: make(map[string]Route)}
 	for l := range control.Lines(text, MaxLine) {
 		if l.TooLong {
-			return nil, &SyntaxError{l.N, fmt.Sprintf("line longer than %d bytes", MaxLine)}
+			return nil, &SyntaxError{File: File, Line: l.N, Reason: fmt.Sprintf("line longer than %d bytes", MaxLine)}
 		}
 		key, r, reason := parseLine(l.Text)
 		if reason != "" {
-			return nil, &SyntaxError{l.N, reason}
+			return nil, &SyntaxError{File: File, Line: l.N, Reason: reason}
 		}
 		t.routes[key] = r
 	}
@@ -151,33 +149,9 @@ func parseLine(line string) (key string, r Route, reason string) {
 	r = Route{Port: DefaultPort, Found: true}
 
 	// The domain.
-	var rest string
-	if strings.HasPrefix(line, "[") {
-		end := strings.IndexByte(line, ']')
-		if end < 0 {
-			return "", r, fmt.Sprintf("no ']' closing the address literal %q", say.Clip(line, 60))
-		}
-		lit, err := parseLiteral(line[:end+1])
-		if err != nil {
-			return "", r, err.Error()
-		}
-		key, rest = lit, line[end+1:]
-		if rest == "" {
-			return "", r, fmt.Sprintf("missing ':' after %q", say.Clip(line[:end+1], 60))
-		}
-		if rest[0] != ':' {
-			return "", r, fmt.Sprintf("junk %q after ']'", say.Clip(rest, 60))
-		}
-		rest = rest[1:]
-	} else {
-		i := strings.IndexByte(line, ':')
-		if i < 0 {
-			return "", r, fmt.Sprintf("missing ':' in %q", say.Clip(line, 60))
-		}
-		key, rest = lowerASCII(line[:i]), line[i+1:]
-		if strings.ContainsAny(key, "[]") {
-			return "", r, fmt.Sprintf("stray bracket in domain %q", say.Clip(key, 60))
-		}
+	key, rest, reason := SplitDomain(line)
+	if reason != "" {
+		return "", r, reason
 	}
 
 	// The relay.
@@ -223,6 +197,42 @@ func parseLine(line string) (key string, r Route, reason string) {
 		r.Port = p
 	}
 	return key, r, ""
+}
+
+// SplitDomain splits a line of a table keyed by destination domain
+// (control/smtproutes, control/tlspolicy) at the ':' after its domain, and
+// returns the domain as a key: lower case, or a canonical address literal;
+// reason says what is wrong when the domain cannot be read. A literal is
+// parsed before the separator is looked for, since IPv6 literals hold ':'.
+// Nothing else of the domain is checked.
+func SplitDomain(line string) (key, rest, reason string) {
+	if strings.HasPrefix(line, "[") {
+		end := strings.IndexByte(line, ']')
+		if end < 0 {
+			return "", "", fmt.Sprintf("no ']' closing the address literal %q", say.Clip(line, 60))
+		}
+		lit, err := parseLiteral(line[:end+1])
+		if err != nil {
+			return "", "", err.Error()
+		}
+		rest = line[end+1:]
+		if rest == "" {
+			return "", "", fmt.Sprintf("missing ':' after %q", say.Clip(line[:end+1], 60))
+		}
+		if rest[0] != ':' {
+			return "", "", fmt.Sprintf("junk %q after ']'", say.Clip(rest, 60))
+		}
+		return lit, rest[1:], ""
+	}
+	i := strings.IndexByte(line, ':')
+	if i < 0 {
+		return "", "", fmt.Sprintf("missing ':' in %q", say.Clip(line, 60))
+	}
+	key = lowerASCII(line[:i])
+	if strings.ContainsAny(key, "[]") {
+		return "", "", fmt.Sprintf("stray bracket in domain %q", say.Clip(key, 60))
+	}
+	return key, line[i+1:], ""
 }
 
 // parsePort accepts decimal 1 to 65535 (leading zeros allowed, no sign).

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"qmail-remote-go/src/internal/dane"
 )
 
 // Reason turns a handshake error into a sentence fragment for the Z report
@@ -22,12 +24,23 @@ import (
 func Reason(err error, c Config, timeout time.Duration, now time.Time) string {
 	s := c.Server
 	var (
+		daneErr  *dane.Error
+		pin      *PinError
+		match    *MatchError
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
 		invalid  x509.CertificateInvalidError
 		header   tls.RecordHeaderError
 	)
 	switch {
+	// First: a DANE-TA failure wraps crypto/x509's error, which the
+	// cases below would describe without saying DANE.
+	case errors.As(err, &daneErr):
+		return "DANE: " + daneErr.Error()
+	case errors.As(err, &pin):
+		return pin.Error()
+	case errors.As(err, &match):
+		return envSafe(match.Error())
 	case errors.As(err, &unknown):
 		r := "the certificate is signed by an unknown authority"
 		if unknown.Cert != nil {
@@ -49,12 +62,12 @@ func Reason(err error, c Config, timeout time.Duration, now time.Time) string {
 	case strings.Contains(err.Error(), "unsupported protocol version"):
 		// The server chose a version below our MinVersion. crypto/tls
 		// has no type for it; the text is stable since Go 1.0.
-		return "no common protocol version (the server offers less than TLS 1.2, which tlsstrictness 2 requires)"
+		return "no common protocol version (the server offers less than TLS 1.2, which verified TLS requires)"
 	}
 	if a, ok := remoteAlert(err); ok {
 		switch a {
 		case 70: // protocol_version, RFC 8446 6.2
-			return "no common protocol version (the server refused " + offered(c.Strictness) + ")"
+			return "no common protocol version (the server refused " + offered(c.strict()) + ")"
 		case 40, 71: // handshake_failure, insufficient_security
 			return "the server refused the handshake (" + alertName(a) + "): no common cipher suite or key exchange"
 		}
@@ -67,9 +80,9 @@ func Reason(err error, c Config, timeout time.Duration, now time.Time) string {
 	return strings.TrimPrefix(err.Error(), "tls: ")
 }
 
-func offered(strictness int) string {
-	if strictness >= 2 {
-		return "TLS 1.2 and 1.3, the versions tlsstrictness 2 allows"
+func offered(strict bool) string {
+	if strict {
+		return "TLS 1.2 and 1.3, the versions verified TLS allows"
 	}
 	return "every version from TLS 1.0 to 1.3"
 }

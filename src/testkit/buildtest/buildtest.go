@@ -13,7 +13,7 @@ import (
 )
 
 // Programs are the names of the multicall binary (src/multicall).
-var Programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-remote-routes",
+var Programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-newtlspolicy", "qmail-remote-routes",
 	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io", "qmail-remote-tlsio"}
 
 // Main builds the multicall binary into a fresh temporary directory, as

@@ -54,6 +54,7 @@ type Query struct {
 	Type  uint16 // dns.TypeMX etc.
 	Proto string // "udp" or "tcp"
 	Time  time.Time
+	AD    bool // the query asked for the AD bit (RFC 6840 5.7)
 }
 
 // String formats a query as "example.test. MX udp".
@@ -96,6 +97,7 @@ type Server struct {
 	queries []Query
 	groups  []*Group
 	chase   bool
+	secure  map[string]bool // Secure
 	closed  bool
 }
 
@@ -410,7 +412,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	name := canon(q.Name)
 	s.mu.Lock()
 	if len(s.queries) < maxQueries {
-		s.queries = append(s.queries, Query{Name: name, Type: q.Qtype, Proto: proto, Time: time.Now()})
+		s.queries = append(s.queries, Query{Name: name, Type: q.Qtype, Proto: proto, Time: time.Now(), AD: req.AuthenticatedData})
 	}
 	delay, _ := lookup(s.delays, name, q.Qtype)
 	f, _ := lookup(s.faults, name, q.Qtype)
@@ -459,6 +461,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		m.Truncated = true
 	default:
 		s.answer(m, name, q.Qtype)
+		m.AuthenticatedData = s.validated(req, m)
 	}
 	if proto == "udp" {
 		// RFC 6891 7: answers over UDP fit the client's buffer, else TC.
@@ -469,6 +472,60 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		m.Truncate(size)
 	}
 	w.WriteMsg(m)
+}
+
+// Secure marks names as DNSSEC-secure: an answer about them gets the AD
+// bit when the query asks for it (AD, or DO), as from a validating
+// resolver. A name starting with "." marks every name under it; an
+// answer is secure when every name it holds (the one asked, and where
+// its CNAMEs lead) is.
+func (s *Server) Secure(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.secure == nil {
+		s.secure = map[string]bool{}
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") {
+			s.secure["."+canon(n[1:])] = true
+		} else {
+			s.secure[canon(n)] = true
+		}
+	}
+}
+
+// validated is the AD bit of the reply m to req.
+func (s *Server) validated(req, m *dns.Msg) bool {
+	opt := req.IsEdns0()
+	if !req.AuthenticatedData && (opt == nil || !opt.Do()) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	isSecure := func(name string) bool {
+		name = canon(name)
+		if s.secure[name] {
+			return true
+		}
+		for i := 0; i < len(name); i++ {
+			if name[i] == '.' && s.secure[name[i:]] {
+				return true
+			}
+		}
+		return false
+	}
+	if !isSecure(req.Question[0].Name) {
+		return false
+	}
+	for _, rr := range m.Answer {
+		if !isSecure(rr.Header().Name) {
+			return false
+		}
+		if c, ok := rr.(*dns.CNAME); ok && !isSecure(c.Target) {
+			return false
+		}
+	}
+	return true
 }
 
 // answer fills m with the records for (name, qtype), following CNAMEs if
