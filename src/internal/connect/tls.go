@@ -3,6 +3,8 @@ package connect
 import (
 	"fmt"
 	"strconv"
+
+	"qmail-remote-go/src/internal/chainenv"
 )
 
 // TLS modes for QMAILREMOTE_TLS (the same words as chainenv.TLSNone, TLSTry
@@ -14,15 +16,14 @@ const (
 	ModeRequire = "require"
 )
 
-// The levels of control/tlspolicy (doc/tlspolicy.md), as chainenv names
-// them.
+// The levels of control/tlspolicy (doc/tlspolicy.md).
 const (
-	LevelNone     = "none"
-	LevelMay      = "may"
-	LevelEncrypt  = "encrypt"
-	LevelVerify   = "verify"
-	LevelDANE     = "dane"
-	LevelDANEOnly = "dane-only"
+	LevelNone     = chainenv.LevelNone
+	LevelMay      = chainenv.LevelMay
+	LevelEncrypt  = chainenv.LevelEncrypt
+	LevelVerify   = chainenv.LevelVerify
+	LevelDANE     = chainenv.LevelDANE
+	LevelDANEOnly = chainenv.LevelDANEOnly
 )
 
 // Policy is what control/trustanchors and control/tlsstrictness, or

@@ -32,14 +32,20 @@ func daneList(o Outcome) string {
 	return chainenv.FormatDANE(o.DANE)
 }
 
+// expectDANE checks the hosts with DANE, as QMAILREMOTE_DANE has them.
+func expectDANE(t *testing.T, o Outcome, want string) {
+	t.Helper()
+	if got := daneList(o); got != want {
+		t.Errorf("DANE %q, want %q", got, want)
+	}
+}
+
 func TestDANESecureMX(t *testing.T) {
 	srv := dnstest.Start(t)
 	signed(srv)
 	o := run(t, srv, Request{Host: "example.test", DANE: true})
 	expect(t, o, "mx1.example.test/192.0.2.1 mx2.example.test/192.0.2.2")
-	if got, want := daneList(o), "mx1.example.test/mx1.example.test/3:1:1:"+hash1+",2:1:1:"+hash2; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "mx1.example.test/mx1.example.test/3:1:1:"+hash1+",2:1:1:"+hash2)
 	for _, q := range srv.Queries() {
 		if !q.AD {
 			t.Errorf("query %v without the AD bit", q)
@@ -136,9 +142,7 @@ func TestDANECNAME(t *testing.T) {
 		"_25._tcp.mx.example.test. 300 IN TLSA 3 1 1 "+hash2)
 	srv.Secure(".example.test", "example.test", ".provider.test")
 	o := run(t, srv, Request{Host: "example.test", DANE: true})
-	if got, want := daneList(o), "mx.example.test/smtp.provider.test,mx.example.test/3:1:1:"+hash1; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "mx.example.test/smtp.provider.test,mx.example.test/3:1:1:"+hash1)
 	// Without records at the expanded name: the MX host's own.
 	srv2 := dnstest.Start(t)
 	srv2.Add("example.test. 300 IN MX 10 mx.example.test.",
@@ -147,9 +151,7 @@ func TestDANECNAME(t *testing.T) {
 		"_25._tcp.mx.example.test. 300 IN TLSA 3 1 1 "+hash2)
 	srv2.Secure(".example.test", "example.test", ".provider.test")
 	o = run(t, srv2, Request{Host: "example.test", DANE: true})
-	if got, want := daneList(o), "mx.example.test/mx.example.test/3:1:1:"+hash2; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "mx.example.test/mx.example.test/3:1:1:"+hash2)
 }
 
 // TestDANEImplicitMX: no MX, securely denied: the domain's own TLSA.
@@ -160,9 +162,7 @@ func TestDANEImplicitMX(t *testing.T) {
 	srv.Secure(".example.test", "example.test")
 	o := run(t, srv, Request{Host: "example.test", DANE: true})
 	expect(t, o, "example.test/192.0.2.1")
-	if got, want := daneList(o), "example.test/example.test/3:1:1:"+hash1; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "example.test/example.test/3:1:1:"+hash1)
 }
 
 // TestDANERelay: an smtproutes relay's TLSA records are at its port.
@@ -173,9 +173,7 @@ func TestDANERelay(t *testing.T) {
 	srv.Secure(".example.test")
 	o := run(t, srv, Request{Host: "elsewhere.test", Relay: "relay.example.test", Port: 587, DANE: true})
 	expect(t, o, "relay.example.test/192.0.2.7")
-	if got, want := daneList(o), "relay.example.test/relay.example.test/3:1:1:"+hash1; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "relay.example.test/relay.example.test/3:1:1:"+hash1)
 	o = run(t, srv, Request{Host: "elsewhere.test", Relay: "[192.0.2.7]", DANE: true, DANEOnly: true})
 	expect(t, o, "ZSorry, no mail exchanger of elsewhere.test can be used with DANE now. (#4.7.5)\n"+
 		"[192.0.2.7]: an address literal has no TLSA records, and control/tlspolicy says dane-only")
@@ -205,10 +203,23 @@ func TestDANEOnlyUnusable(t *testing.T) {
 		"_25._tcp.mx1.example.test. 300 IN TLSA 0 0 1 "+hash2)
 	srv.Secure(".example.test", "example.test")
 	o := run(t, srv, Request{Host: "example.test", DANE: true})
-	if got, want := daneList(o), "mx1.example.test/mx1.example.test/1:1:1:"+hash1+",0:0:1:"+hash2; got != want {
-		t.Errorf("DANE %q, want %q", got, want)
-	}
+	expectDANE(t, o, "mx1.example.test/mx1.example.test/1:1:1:"+hash1+",0:0:1:"+hash2)
 	o = run(t, srv, Request{Host: "example.test", DANE: true, DANEOnly: true})
 	expect(t, o, "ZSorry, no mail exchanger of example.test can be used with DANE now. (#4.7.5)\n"+
 		"mx1.example.test: no usable TLSA record (only PKIX-TA, PKIX-EE or unknown parameters), and control/tlspolicy says dane-only")
+}
+
+// TestDANEMXIsTheDomain: an MX naming the domain itself reuses the
+// domain's own lookups, its TLSA records included.
+func TestDANEMXIsTheDomain(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add("example.test. 300 IN MX 10 example.test.",
+		"example.test. 300 IN A 192.0.2.1",
+		"_25._tcp.example.test. 300 IN TLSA 3 1 1 "+hash1)
+	srv.Secure(".example.test", "example.test")
+	o := run(t, srv, Request{Host: "example.test", DANE: true})
+	expectDANE(t, o, "example.test/example.test/3:1:1:"+hash1)
+	if n := srv.Count("_25._tcp.example.test", dns.TypeTLSA); n != 1 {
+		t.Errorf("%d TLSA lookups", n)
+	}
 }

@@ -332,6 +332,9 @@ func (d *delivery) mx() Outcome {
 	for _, t := range targets {
 		if strings.EqualFold(t.name, host) && !usedSelf {
 			t.a, t.aaaa, usedSelf = self.a, self.aaaa, true
+			if mx.Secure {
+				t.tlsa = self.tlsa
+			}
 			continue
 		}
 		t.a, t.aaaa = d.start(d.ctx, t.name, dns.TypeA), d.start(d.ctx, t.name, dns.TypeAAAA)
