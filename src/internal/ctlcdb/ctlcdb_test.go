@@ -12,25 +12,29 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/testkit/backstop"
+	"qmail-remote-go/src/testkit/ctlcdbtest"
 )
 
-// toy is a minimal table: "key=value" lines, a host tried as itself then
-// as the default "". The tests of routes and tlspolicy cover the machinery
-// through real formats; these cover what neither of them shows.
+// toy is a minimal table: "key=value" lines (no '=' in the value), a
+// host tried as itself then as the default "". The machinery is tested
+// through it; the tests of routes and tlspolicy cover their formats.
 func toy() *File[string] {
 	f := New(Spec[string]{
 		Text: "control/toy", DB: "toy.cdb", Tmp: "toy.cdb.tmp", Lock: "toy.lock",
-		Magic: "TOY1", MaxText: 1 << 10,
+		Magic: "TOY1", MaxText: toyMaxText,
 		Parse: func(text []byte) (map[string]string, *SyntaxError) {
 			t := map[string]string{}
-			for l := range control.Lines(text, 100) {
-				k, v, ok := strings.Cut(l.Text, "=")
-				if !ok || l.TooLong {
-					return nil, &SyntaxError{File: "control/toy", Line: l.N, Reason: "bad line"}
+			err := ReadLines("control/toy", text, toyMaxText, 100, func(_ int, l string) string {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || strings.Contains(v, "=") || strings.HasPrefix(k, "\x00") {
+					return "bad line"
 				}
 				t[k] = v
+				return ""
+			})
+			if err != nil {
+				return nil, err
 			}
 			return t, nil
 		},
@@ -42,14 +46,9 @@ func toy() *File[string] {
 	return f
 }
 
-func dirs(t *testing.T) (home, run string) {
-	t.Helper()
-	home = t.TempDir()
-	if err := os.Mkdir(filepath.Join(home, "control"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return home, filepath.Join(home, "run")
-}
+const toyMaxText = 64 << 10
+
+func dirs(t *testing.T) (home, run string) { return ctlcdbtest.Home(t, "toy", "") }
 
 func TestLookupAndCompile(t *testing.T) {
 	f := toy()

@@ -223,3 +223,25 @@ func TestDANEMXIsTheDomain(t *testing.T) {
 		t.Errorf("%d TLSA lookups", n)
 	}
 }
+
+// TestDANEParallel: with DANE, the TLSA records of the MX hosts are asked
+// for in the same round as their addresses (each group is answered only
+// when all of it has been asked): DANE costs no round trip of its own.
+func TestDANEParallel(t *testing.T) {
+	srv := dnstest.Start(t)
+	signed(srv)
+	round1 := []dnstest.Question{dnstest.Q("example.test", dns.TypeMX),
+		dnstest.Q("example.test", dns.TypeA), dnstest.Q("example.test", dns.TypeAAAA),
+		dnstest.Q("_25._tcp.example.test", dns.TypeTLSA)}
+	round2 := []dnstest.Question{dnstest.Q("mx1.example.test", dns.TypeA), dnstest.Q("mx1.example.test", dns.TypeAAAA),
+		dnstest.Q("_25._tcp.mx1.example.test", dns.TypeTLSA),
+		dnstest.Q("mx2.example.test", dns.TypeA), dnstest.Q("mx2.example.test", dns.TypeAAAA),
+		dnstest.Q("_25._tcp.mx2.example.test", dns.TypeTLSA)}
+	g1, g2 := srv.Together(round1...), srv.Together(round2...)
+	o := run(t, srv, Request{Host: "example.test", DANE: true})
+	expect(t, o, "mx1.example.test/192.0.2.1 mx2.example.test/192.0.2.2")
+	expectDANE(t, o, "mx1.example.test/mx1.example.test/3:1:1:"+hash1+",2:1:1:"+hash2)
+	if w := append(g1.Waiting(srv), g2.Waiting(srv)...); len(w) > 0 {
+		t.Errorf("never asked: %v", w)
+	}
+}

@@ -44,10 +44,18 @@ var compiled = ctlcdb.New(ctlcdb.Spec[Route]{
 // text is then parsed directly, which is correct, only slower.
 func Lookup(qmailHome, qmailRun, host string) (Route, error) {
 	m, err := compiled.Lookup(qmailHome, qmailRun, host)
-	if err != nil || !m.Found {
+	if err != nil {
 		return NoRoute, err
 	}
-	return m.Value, nil
+	return route(m), nil
+}
+
+// route is the route of a lookup's match: NoRoute when nothing matched.
+func route(m ctlcdb.Match[Route]) Route {
+	if !m.Found {
+		return NoRoute
+	}
+	return m.Value
 }
 
 // Compile compiles the text now, stale or not, or removes the cdb when the

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
-	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/ctlcdb"
 
 	"qmail-remote-go/src/internal/say"
@@ -57,10 +56,7 @@ func (t *Table) Len() int { return len(t.routes) }
 
 // Lookup finds the route for host the way stock qmail-remote does.
 func (t *Table) Lookup(host string) Route {
-	if m := ctlcdb.First(t.routes, Keys(host)); m.Found {
-		return m.Value
-	}
-	return NoRoute
+	return route(ctlcdb.First(t.routes, Keys(host)))
 }
 
 // Keys lists the keys tried for host, in order. Stock qmail-remote tries the
@@ -114,19 +110,16 @@ func Parse(text []byte) (*Table, error) {
 
 // parse is Parse with a typed error, for package ctlcdb.
 func parse(text []byte) (*Table, *SyntaxError) {
-	if len(text) > MaxText {
-		return nil, &SyntaxError{File: File, Reason: fmt.Sprintf("is larger than %d bytes", MaxText)}
-	}
 	t := &Table{routes: make(map[string]Route)}
-	for l := range control.Lines(text, MaxLine) {
-		if l.TooLong {
-			return nil, &SyntaxError{File: File, Line: l.N, Reason: fmt.Sprintf("line longer than %d bytes", MaxLine)}
+	err := ctlcdb.ReadLines(File, text, MaxText, MaxLine, func(_ int, line string) string {
+		key, r, reason := parseLine(line)
+		if reason == "" {
+			t.routes[key] = r
 		}
-		key, r, reason := parseLine(l.Text)
-		if reason != "" {
-			return nil, &SyntaxError{File: File, Line: l.N, Reason: reason}
-		}
-		t.routes[key] = r
+		return reason
+	})
+	if err != nil {
+		return nil, err
 	}
 	return t, nil
 }

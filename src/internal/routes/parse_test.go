@@ -1,18 +1,17 @@
 package routes
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+
+	"qmail-remote-go/src/testkit/ctlcdbtest"
 )
 
 func mustParse(t *testing.T, text string) *Table {
 	t.Helper()
-	tb, err := Parse([]byte(text))
-	if err != nil {
-		t.Fatalf("Parse(%q): %v", text, err)
-	}
-	return tb
+	return ctlcdbtest.MustParse(t, Parse, text)
 }
 
 func TestParseForms(t *testing.T) {
@@ -51,16 +50,6 @@ func TestParseForms(t *testing.T) {
 		if !ok || got != c.want {
 			t.Errorf("%q: key %q -> %+v (present %v), want %+v", c.line, c.key, got, ok, c.want)
 		}
-	}
-}
-
-func TestParseSkips(t *testing.T) {
-	tb := mustParse(t, "# comment\n\n   \n\t\r\n#:x\na.test:b.test\r\n# last, no newline")
-	if tb.Len() != 1 {
-		t.Fatalf("%d keys, want 1: %+v", tb.Len(), tb.routes)
-	}
-	if tb := mustParse(t, ""); tb.Len() != 0 {
-		t.Fatal("empty text gave routes")
 	}
 }
 
@@ -103,7 +92,8 @@ func TestParseErrors(t *testing.T) {
 		{"x.test:2001:db8::7\n", 1, "must be written in brackets"},
 		{"x.test:" + strings.Repeat("a", 64) + ".test\n", 1, "longer than 63"},
 		{"x.test:" + strings.Repeat("abcdefgh.", 30) + "test\n", 1, "longer than 253"},
-		{"a:b\n" + strings.Repeat("x", MaxLine+1) + "\n", 2, "line longer than"},
+		{"a:b\n" + strings.Repeat("x", MaxLine+1) + "\n", 2, "line longer than 1024 bytes"},
+		{"# c\n\n a:b\n", 3, "space"}, // comments and empty lines are lines too
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.text))
@@ -119,30 +109,9 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%q: error text %q does not name the file and line", c.text, err)
 		}
 	}
-}
-
-func TestParseLongLineLimit(t *testing.T) {
-	// MaxLine counts the line as written, trailing blanks included.
-	ok := "a.test:" + strings.Repeat("b", 60) + ".test"
-	ok += strings.Repeat(" ", MaxLine-len(ok))
-	mustParse(t, ok+"\n")
-	if _, err := Parse([]byte(ok + " \n")); err == nil {
-		t.Fatal("line of MaxLine+1 bytes accepted")
-	}
-}
-
-func TestParseSizeCap(t *testing.T) {
-	big := make([]byte, MaxText+1)
-	for i := range big {
-		big[i] = '\n'
-	}
-	_, err := Parse(big)
-	var se *SyntaxError
-	if !errors.As(err, &se) || se.Line != 0 || !strings.Contains(err.Error(), "larger than") {
-		t.Fatalf("oversized file: %v", err)
-	}
-	if _, err := Parse(big[:MaxText]); err != nil {
-		t.Fatalf("file of exactly MaxText bytes: %v", err)
+	big := bytes.Repeat([]byte("#\n"), MaxText/2+1)
+	if _, err := Parse(big); err == nil || err.Error() != "control/smtproutes: is larger than 16777216 bytes" {
+		t.Errorf("oversized file: %v", err)
 	}
 }
 
@@ -182,7 +151,7 @@ func TestKeys(t *testing.T) {
 }
 
 func TestMatching(t *testing.T) {
-	tb := mustParse(t, `
+	tb := mustParse(t, `# comment
 inside.af.mil:firewall.af.mil:26
 .af.mil:
 :heaven.af.mil

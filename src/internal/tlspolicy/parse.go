@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 
-	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/ctlcdb"
 	"qmail-remote-go/src/internal/routes"
 	"qmail-remote-go/src/internal/say"
@@ -130,36 +129,36 @@ func Parse(text []byte) (*Table, error) {
 
 // parse is Parse with a typed error, for package ctlcdb.
 func parse(text []byte) (*Table, *SyntaxError) {
-	if len(text) > MaxText {
-		return nil, &SyntaxError{File: File, Reason: fmt.Sprintf("is larger than %d bytes", MaxText)}
-	}
 	t := &Table{entries: make(map[string]entry)}
 	first := make(map[string]int) // the line of each key's first entry
-	for l := range control.Lines(text, MaxLine) {
-		if l.TooLong {
-			return nil, &SyntaxError{File: File, Line: l.N, Reason: fmt.Sprintf("line longer than %d bytes", MaxLine)}
-		}
-		key, rest, reason := splitDomain(l.Text)
+	// Only a domain that cannot be read stops the reading; any other
+	// problem of a line is its key's entry.
+	err := ctlcdb.ReadLines(File, text, MaxText, MaxLine, func(n int, line string) string {
+		key, rest, reason := splitDomain(line)
 		if reason != "" {
-			return nil, &SyntaxError{File: File, Line: l.N, Reason: reason}
+			return reason
 		}
 		p, reason := parsePolicy(rest)
-		if n, dup := first[key]; dup {
+		if f, dup := first[key]; dup {
 			// The key's first error stands: it is the one to fix.
 			if t.entries[key].err == nil {
 				if reason == "" {
-					reason = fmt.Sprintf("duplicate %s (first on line %d)", describeKey(key), n)
+					reason = fmt.Sprintf("duplicate %s (first on line %d)", describeKey(key), f)
 				}
-				t.entries[key] = entry{err: &SyntaxError{File: File, Line: l.N, Reason: reason}}
+				t.entries[key] = entry{err: &SyntaxError{File: File, Line: n, Reason: reason}}
 			}
-			continue
+			return ""
 		}
-		first[key] = l.N
+		first[key] = n
 		if reason != "" {
-			t.entries[key] = entry{err: &SyntaxError{File: File, Line: l.N, Reason: reason}}
+			t.entries[key] = entry{err: &SyntaxError{File: File, Line: n, Reason: reason}}
 		} else {
 			t.entries[key] = entry{p: p}
 		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
 	}
 	return t, nil
 }
