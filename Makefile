@@ -164,7 +164,8 @@ fmt-check:
 # the packages that run programs again with every exec and spawn a real
 # one (QMAILREMOTE_REALEXEC=1, built into the test binaries' programs).
 REALEXEC_PKGS := ./src/chaintest/ ./src/qmail-remote/ ./src/qmail-remote-routes/ \
-  ./src/qmail-remote-resolve/ ./src/qmail-remote-connect/ ./src/qmail-remote-io/ ./src/qmail-remote-tlsio/
+  ./src/qmail-remote-resolve/ ./src/qmail-remote-connect/ ./src/qmail-remote-io/ ./src/qmail-remote-tlsio/ \
+  ./src/qmail-remote-probe/ ./src/internal/compilecmd/
 test:
 	CGO_ENABLED=0 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	CGO_ENABLED=0 QMAILREMOTE_REALEXEC=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(REALEXEC_PKGS)

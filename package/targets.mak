@@ -1,7 +1,8 @@
 BIN_TARGETS := \
 qmail-remote \
 qmail-newsmtproutes \
-qmail-newtlspolicy
+qmail-newtlspolicy \
+qmail-remote-probe
 
 LIBEXEC_TARGETS := \
 qmail-remote-routes \

@@ -13,6 +13,7 @@ import (
 	"qmail-remote-go/src/qmail-remote"
 	"qmail-remote-go/src/qmail-remote-connect"
 	"qmail-remote-go/src/qmail-remote-io"
+	"qmail-remote-go/src/qmail-remote-probe"
 	"qmail-remote-go/src/qmail-remote-resolve"
 	"qmail-remote-go/src/qmail-remote-routes"
 	"qmail-remote-go/src/qmail-remote-tlsio"
@@ -27,5 +28,6 @@ func main() {
 	chain.Register("qmail-remote-connect", qmailremoteconnect.Main)
 	chain.Register("qmail-remote-io", qmailremoteio.Main)
 	chain.Register("qmail-remote-tlsio", qmailremotetlsio.Main)
+	chain.Register("qmail-remote-probe", qmailremoteprobe.Main)
 	os.Exit(chain.Main(os.Args))
 }
