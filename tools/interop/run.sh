@@ -7,6 +7,7 @@
 # only addresses in use are documentation ones (192.0.2.0/24, 2001:db8::/32).
 #
 # Usage: tools/interop/run.sh [--selftest] [--keep] [--no-tls] [--no-size]
+#                             [--no-dane] [--realexec]
 #   --selftest  check the test bed with a stand-in client (dig and a bash
 #               /dev/tcp SMTP client) instead of the chain: for when the
 #               chain does not build, or to tell a test-bed fault from a
@@ -24,6 +25,14 @@
 #               and OpenSMTPD) and the client-certificate cases need TLS
 #               and are left out with it.
 #   --tls       accepted for compatibility (the TLS cases are the default).
+#   --no-dane   leave out the DANE cases (RFC 7672), which run by default
+#               with the TLS cases: a zone dane.test signed at test time
+#               (ldnsutils) and served by NSD, unbound validating it with
+#               a trust anchor for that zone only, TLSA records computed
+#               from the MTAs' certificates, and the chain at
+#               control/tlspolicy levels dane and dane-only. --no-tls
+#               leaves them out too. Without the signing tools (after
+#               trying to install them) they are skipped with a note.
 #   --realexec  run the chain with QMAILREMOTE_REALEXEC=1: every stage a
 #               process of its own, as before the chain ran in one
 #               process (make check-interop runs both ways).
@@ -44,8 +53,11 @@ KEEP=0
 TLS=1
 SIZE=1
 REALEXEC=0
+DANE=1
 for a in "$@"; do
 	case $a in
+	--no-dane) DANE=0 ;;
+	--dane) DANE=1 ;;
 	--realexec) REALEXEC=1 ;;
 	--size) SIZE=1 ;;
 	--no-size) SIZE=0 ;;
@@ -63,6 +75,8 @@ for a in "$@"; do
 		;;
 	esac
 done
+# DANE needs STARTTLS.
+[ "$TLS" = 1 ] || DANE=0
 
 if [ "$(id -u)" != 0 ]; then
 	echo "SKIP: needs root (network namespaces, MTAs listening on port 25)"
@@ -86,7 +100,8 @@ NS_DNS=$P-dns
 NS_PF=$P-postfix
 NS_EX=$P-exim
 NS_OS=$P-smtpd
-ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_OS $NS_BR"
+NS_AUTH=$P-auth
+ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_OS $NS_AUTH $NS_BR"
 
 # Addresses: documentation ranges only (RFC 5737, RFC 3849).
 CL4=192.0.2.10 CL6=2001:db8::10
@@ -100,6 +115,11 @@ BH4=192.0.2.28 BH6=2001:db8::28
 # How tcpto and tcpto6 store them (4 and 16 bytes, as od -tu1 prints them).
 BH4_BYTES="192 0 2 28"
 BH6_BYTES="32 1 13 184 0 0 0 0 0 0 0 0 0 0 0 40"
+# The DANE cases: NSD, authoritative for the signed zone dane.test, and a
+# second NSD on the same host that serves no zone at all (it answers
+# REFUSED): the name server of a delegation whose lookups fail.
+AUTH4=192.0.2.54 AUTH6=2001:db8::54
+REF4=192.0.2.55 REF6=2001:db8::55
 
 T=
 PIDS=
@@ -160,9 +180,10 @@ chmod 0755 "$T"
 # has).
 
 apt_ready=0
-apt_install() {
+# apt_try PACKAGE...: install them, or return 1 (apt_install: or die).
+apt_try() {
 	if [ "$apt_ready" = 0 ]; then
-		apt-get update -q >"$T/apt-update.log" 2>&1 || die "apt-get update failed: see $T/apt-update.log"
+		apt-get update -q >"$T/apt-update.log" 2>&1 || return 1
 		apt_ready=1
 	fi
 	# A package's postinst must not start a system-wide daemon (unbound's
@@ -174,13 +195,14 @@ apt_install() {
 		made_policy=1
 	fi
 	say "installing: $*"
+	apt_rc=0
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
-		>"$T/apt-install.log" 2>&1 || {
-		[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-		die "apt-get install $* failed: see $T/apt-install.log"
-	}
+		>"$T/apt-install.log" 2>&1 || apt_rc=1
 	[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-	return 0
+	return "$apt_rc"
+}
+apt_install() {
+	apt_try "$@" || die "apt-get install $* failed: see $T/apt-update.log and $T/apt-install.log"
 }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -193,6 +215,19 @@ command -v nft >/dev/null 2>&1 || need="$need nftables"
 if [ "$SELFTEST" = 1 ]; then command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"; fi
 # shellcheck disable=SC2086
 [ -n "$need" ] && apt_install $need
+# The DANE cases sign their zone with ldnsutils (ldns-keygen,
+# ldns-signzone; drill asks the validator what the chain will be told).
+# Where it cannot be installed they are skipped, with a note.
+DANE_SKIP=
+dane_tools() { command -v ldns-keygen && command -v ldns-signzone && command -v drill; } >/dev/null 2>&1
+if [ "$DANE" = 1 ] && ! dane_tools; then
+	apt_try ldnsutils || true
+	if ! dane_tools; then
+		DANE_SKIP="ldnsutils (ldns-keygen, ldns-signzone, drill) is not installable here"
+		say "SKIP (the DANE cases): $DANE_SKIP: see $T/apt-install.log"
+		DANE=0
+	fi
+fi
 
 # Network namespaces must work here (not in every container they do).
 ip netns add "$NS_BR" 2>"$T/netns.err" || {
@@ -211,6 +246,13 @@ mkdir -p "$T/debs" "$R"
 	(cd "$T/debs" && apt-get download -q $MTA_DEBS \
 		>"$T/apt-download.log" 2>&1) || die "apt-get download failed: see $T/apt-download.log"
 }
+# NSD, the DANE cases' authoritative server: fetched and unpacked like the
+# MTAs, never installed (its postinst would start a system-wide daemon).
+if [ "$DANE" = 1 ] && ! (cd "$T/debs" && apt-get download -q nsd >>"$T/apt-download.log" 2>&1); then
+	DANE_SKIP="apt-get download nsd failed"
+	say "SKIP (the DANE cases): $DANE_SKIP: see $T/apt-download.log"
+	DANE=0
+fi
 for deb in "$T"/debs/*.deb; do dpkg-deb -x "$deb" "$R"; done
 
 # Libraries the MTAs link against: these packages don't conflict with
@@ -225,7 +267,7 @@ done
 [ -n "$libs" ] && apt_install $libs
 PFLIB=$R/usr/lib/postfix
 for bin in "$R/usr/sbin/exim4" "$PFLIB/sbin/master" "$PFLIB/sbin/smtpd" "$PFLIB/sbin/virtual" \
-	"$R/usr/sbin/smtpd" "$R/usr/libexec/opensmtpd/mail.maildir"; do
+	"$R/usr/sbin/smtpd" "$R/usr/libexec/opensmtpd/mail.maildir" $([ "$DANE" = 1 ] && echo "$R/usr/sbin/nsd"); do
 	if LD_LIBRARY_PATH=$PFLIB ldd "$bin" | grep -q 'not found'; then
 		die "$bin lacks libraries: $(LD_LIBRARY_PATH=$PFLIB ldd "$bin" | grep 'not found' | tr '\n' ' ')"
 	fi
@@ -292,6 +334,11 @@ host_ns "$NS_EX" "$EX4" "$EX6" ex
 host_ns "$NS_OS" "$OS4" "$OS6" os
 ip -n "$NS_OS" addr add "$BH4/24" dev eth0
 ip -n "$NS_OS" addr add "$BH6/64" dev eth0 nodad
+if [ "$DANE" = 1 ]; then
+	host_ns "$NS_AUTH" "$AUTH4" "$AUTH6" auth
+	ip -n "$NS_AUTH" addr add "$REF4/24" dev eth0
+	ip -n "$NS_AUTH" addr add "$REF6/64" dev eth0 nodad
+fi
 # The blackhole: OpenSMTPD listens on BH4 and BH6 too, but its host's
 # firewall drops every packet to their port 25 (counted, so a case can tell
 # whether the client tried). Without the rule the connection would be
@@ -324,9 +371,214 @@ start() { # ns logfile command... : a daemon in the foreground, remembered
 }
 
 # ---------------------------------------------------------------------------
+# TLS material: a throw-away CA and one certificate per MTA naming every MX
+# name that points at it (and its addresses). badname.mx.test points at Exim
+# but is in no certificate: tlsstrictness 2 must refuse it. Exim's also
+# names ta-ex.mx.dane.test, the MX host of the DANE-TA case (a DANE-TA
+# record needs the name checked; tabad-ex.mx.dane.test, not in it, must be
+# refused), and Exim sends the CA after it (mx-exim.test.chain.pem): a
+# DANE-TA record matches a certificate in the chain the server sends.
+
+TD=$T/tls
+mkdir -p "$TD"
+tls_cert() { # name sans [usage [key]]
+	openssl req -new -newkey "${4:-ec}" -pkeyopt "${5:-ec_paramgen_curve:P-256}" -nodes \
+		-keyout "$TD/$1.key" -out "$TD/$1.csr" -subj "/CN=$1" >>"$TD/openssl.log" 2>&1
+	printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "${3:-serverAuth}" >"$TD/$1.ext"
+	openssl x509 -req -in "$TD/$1.csr" -CA "$TD/ca.pem" -CAkey "$TD/ca.key" \
+		-CAcreateserial -days 2 -extfile "$TD/$1.ext" -out "$TD/$1.pem" >>"$TD/openssl.log" 2>&1
+}
+{
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-keyout "$TD/ca.key" -out "$TD/ca.pem" -subj "/CN=qmail-remote-go interop CA" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+		>>"$TD/openssl.log" 2>&1 &&
+		tls_cert mx-postfix.test "DNS:mx-postfix.test,DNS:pf4.mx.test,DNS:pf6.mx.test,IP:$PF4,IP:$PF6" &&
+		tls_cert mx-exim.test "DNS:mx-exim.test,DNS:ex4.mx.test,DNS:ex6.mx.test,DNS:ta-ex.mx.dane.test,IP:$EX4,IP:$EX6" &&
+		cat "$TD/mx-exim.test.pem" "$TD/ca.pem" >"$TD/mx-exim.test.chain.pem" &&
+		tls_cert mx-smtpd.test "DNS:mx-smtpd.test,DNS:os4.mx.test,DNS:os6.mx.test,IP:$OS4,IP:$OS6" \
+			serverAuth rsa rsa_keygen_bits:2048 &&
+		tls_cert client.test "DNS:client.test" clientAuth
+} || die "openssl failed: $(cat "$TD/openssl.log")"
+chown Debian-exim "$TD/mx-exim.test.key"
+# The client certificate's key: qmail-remote runs as nobody.
+chown nobody "$TD/client.test.key"
+
+# ---------------------------------------------------------------------------
 # 4. DNS: unbound answering from local data only. "." is a static local zone,
 # so unbound never recurses: a name we don't list is NXDOMAIN, a listed name
-# without the asked type is NODATA (the implicit-MX case).
+# without the asked type is NODATA (the implicit-MX case). The one
+# exception, for the DANE cases: dane.test, which it resolves from NSD
+# and validates (4a).
+
+# 4a. DANE (not with --no-dane or --no-tls): a zone dane.test signed here
+# and now with a throw-away key (ldns-keygen, ldns-signzone; ECDSA P-256,
+# NSEC, signatures valid from an hour ago for two days), served by NSD on
+# $AUTH4/$AUTH6. unbound (below) validates it with that key's DS as its
+# only trust anchor and reaches it through a stub zone; everything else it
+# still answers from local data. The TLSA records are computed from the
+# certificates above: SHA-256 of the SPKI (x 1 1), SHA-512 of the whole
+# certificate (3 0 2), the CA's SPKI (2 1 1). What each name is for:
+#   ee-pf, ee302-pf     Postfix, DANE-EE 3 1 1 (IPv4) and 3 0 2 (IPv6)
+#   roll-pf             Postfix, a stale 3 1 1 and the right one (rollover)
+#   bad-pf              Postfix, a stale 3 1 1 only: must be refused
+#   bogus-pf            Postfix, its TLSA RRset changed after signing (to
+#                       the right digest): bogus, SERVFAIL
+#   lame-pf             Postfix; _tcp.lame-pf.mx delegated (insecurely) to a
+#                       server that answers REFUSED: the TLSA lookup fails
+#   ee-ex, ta-ex        Exim, DANE-EE 3 1 1 (IPv6) and DANE-TA 2 1 1 (IPv4)
+#   tabad-ex            Exim, DANE-TA 2 1 1, a host name not in its certificate
+#   bad-ex              Exim, 3 1 1 of the CA, which Exim sends: DANE-EE
+#                       matches the leaf only, so no match
+#   nodata-ex           Exim, no TLSA (secure NODATA: _25._tcp has a TXT)
+#   next                MX 10 lame-pf.mx (TLSA lookup fails), MX 20 ee-ex.mx
+#   ee-os               OpenSMTPD, DANE-EE 3 1 1 (its TLS is broken, see 6b)
+#   nodata-os           OpenSMTPD, no TLSA (secure NXDOMAIN)
+#   insecure            a child zone, unsigned, delegated without DS: MX
+#                       and a (stale) TLSA, both insecure, to Postfix
+#   badkey              a child zone signed with a key its DS does not
+#                       name: every answer from it is bogus (SERVFAIL)
+# Each domain is MX 10 NAME.mx.dane.test; the MX hosts have one address.
+DZ=$T/auth
+if [ "$DANE" = 1 ]; then
+	mkdir -p "$DZ" "$T/refused"
+	spki256() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
+	cert512() { openssl x509 -in "$1" -outform DER | openssl dgst -sha512 -r | cut -d' ' -f1; }
+	keygen() { (cd "$DZ" && ldns-keygen -a ECDSAP256SHA256 -k "$1"); }
+	signzone() { # zone-file key: writes zone-file.signed
+		(cd "$DZ" && ldns-signzone -i "$(date -u -d '1 hour ago' +%Y%m%d%H%M%S)" \
+			-e "$(date -u -d '2 days' +%Y%m%d%H%M%S)" "$1" "$2")
+	}
+	zone_head() { # origin
+		# shellcheck disable=SC2016 # zone file directives, not expansions
+		printf '$ORIGIN %s.\n$TTL 300\n' "$1"
+		printf '@ SOA ns.dane.test. hostmaster.dane.test. 1 3600 600 86400 300\n@ NS ns.dane.test.\n'
+	}
+	{
+		PF_311=$(spki256 "$TD/mx-postfix.test.pem") && PF_302=$(cert512 "$TD/mx-postfix.test.pem") &&
+			EX_311=$(spki256 "$TD/mx-exim.test.pem") && OS_311=$(spki256 "$TD/mx-smtpd.test.pem") &&
+			CA_311=$(spki256 "$TD/ca.pem") &&
+			STALE_311=$(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 |
+				openssl pkey -pubout -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1) &&
+			[ ${#PF_311} = 64 ] && [ ${#PF_302} = 128 ] && [ ${#EX_311} = 64 ] && [ ${#OS_311} = 64 ] &&
+			[ ${#CA_311} = 64 ] && [ ${#STALE_311} = 64 ]
+	} 2>>"$TD/openssl.log" || die "computing the TLSA digests failed: $(tail -n 5 "$TD/openssl.log")"
+	{
+		DANE_KEY=$(keygen dane.test) &&
+			BADKEY_DS=$(keygen badkey.dane.test) &&
+			BADKEY_SIGNER=$(keygen badkey.dane.test)
+	} >>"$DZ/sign.log" 2>&1 || die "ldns-keygen failed: $(cat "$DZ/sign.log")"
+	{
+		zone_head insecure.dane.test
+		printf '@ MX 10 mx\nmx A %s\n_25._tcp.mx TLSA 3 1 1 %s\n' "$PF4" "$STALE_311"
+	} >"$DZ/insecure.dane.test"
+	{
+		zone_head badkey.dane.test
+		printf '@ MX 10 mx\nmx A %s\n_25._tcp.mx TLSA 3 1 1 %s\n' "$PF4" "$PF_311"
+	} >"$DZ/badkey.dane.test"
+	{
+		zone_head dane.test
+		cat <<EOF
+ns A $AUTH4
+ns AAAA $AUTH6
+ns-refused A $REF4
+ns-refused AAAA $REF6
+insecure NS ns
+badkey NS ns
+badkey DS $(awk '{ print $(NF - 3), $(NF - 2), $(NF - 1), $NF }' "$DZ/$BADKEY_DS.ds")
+ee-pf MX 10 ee-pf.mx
+ee-pf.mx A $PF4
+_25._tcp.ee-pf.mx TLSA 3 1 1 $PF_311
+ee302-pf MX 10 ee302-pf.mx
+ee302-pf.mx AAAA $PF6
+_25._tcp.ee302-pf.mx TLSA 3 0 2 $PF_302
+roll-pf MX 10 roll-pf.mx
+roll-pf.mx A $PF4
+_25._tcp.roll-pf.mx TLSA 3 1 1 $STALE_311
+_25._tcp.roll-pf.mx TLSA 3 1 1 $PF_311
+bad-pf MX 10 bad-pf.mx
+bad-pf.mx A $PF4
+_25._tcp.bad-pf.mx TLSA 3 1 1 $STALE_311
+bogus-pf MX 10 bogus-pf.mx
+bogus-pf.mx A $PF4
+_25._tcp.bogus-pf.mx TLSA 3 1 1 $STALE_311
+lame-pf MX 10 lame-pf.mx
+lame-pf.mx A $PF4
+_tcp.lame-pf.mx NS ns-refused
+ee-ex MX 10 ee-ex.mx
+ee-ex.mx AAAA $EX6
+_25._tcp.ee-ex.mx TLSA 3 1 1 $EX_311
+ta-ex MX 10 ta-ex.mx
+ta-ex.mx A $EX4
+_25._tcp.ta-ex.mx TLSA 2 1 1 $CA_311
+tabad-ex MX 10 tabad-ex.mx
+tabad-ex.mx A $EX4
+_25._tcp.tabad-ex.mx TLSA 2 1 1 $CA_311
+bad-ex MX 10 bad-ex.mx
+bad-ex.mx AAAA $EX6
+_25._tcp.bad-ex.mx TLSA 3 1 1 $CA_311
+nodata-ex MX 10 nodata-ex.mx
+nodata-ex.mx A $EX4
+_25._tcp.nodata-ex.mx TXT "no TLSA here"
+next MX 10 lame-pf.mx
+next MX 20 ee-ex.mx
+ee-os MX 10 ee-os.mx
+ee-os.mx A $OS4
+_25._tcp.ee-os.mx TLSA 3 1 1 $OS_311
+nodata-os MX 10 nodata-os.mx
+nodata-os.mx AAAA $OS6
+EOF
+	} >"$DZ/dane.test"
+	{ signzone badkey.dane.test "$BADKEY_SIGNER" && signzone dane.test "$DANE_KEY"; } >>"$DZ/sign.log" 2>&1 ||
+		die "ldns-signzone failed: $(cat "$DZ/sign.log")"
+	# The tampering: bogus-pf's TLSA record now holds Postfix's digest, which
+	# would match, under a signature made for the stale one.
+	sed -i "/^_25\\._tcp\\.bogus-pf\\.mx\\.dane\\.test\\.[[:space:]].*TLSA/s/$STALE_311/$PF_311/" "$DZ/dane.test.signed"
+	grep -Eq "^_25\\._tcp\\.bogus-pf\\.mx\\.dane\\.test\\.[[:space:]].*TLSA.*$PF_311" "$DZ/dane.test.signed" ||
+		die "could not change bogus-pf's TLSA record in $DZ/dane.test.signed"
+	cp "$DZ/$DANE_KEY.ds" "$DZ/trust-anchor.ds"
+	for z in dane.test insecure.dane.test badkey.dane.test; do
+		f=$z.signed
+		[ "$z" = insecure.dane.test ] && f=$z
+		"$R/usr/sbin/nsd-checkzone" "$z" "$DZ/$f" >>"$DZ/sign.log" 2>&1 ||
+			die "nsd-checkzone $z failed: $(tail -n 5 "$DZ/sign.log")"
+	done
+	# nsd_conf DIR ADDRESSES ZONE-FILES: NSD in the foreground, as root, no
+	# chroot, no database, everything under DIR.
+	nsd_conf() {
+		local z a
+		printf 'server:\n'
+		for a in $2; do printf '\tip-address: %s\n' "$a"; done
+		cat <<EOF
+	port: 53
+	username: ""
+	chroot: ""
+	zonesdir: "$1"
+	database: ""
+	zonelistfile: "$1/zone.list"
+	xfrdfile: "$1/xfrd.state"
+	xfrdir: "$1"
+	pidfile: "$1/nsd.pid"
+	logfile: "$1/nsd.log"
+	server-count: 1
+	verbosity: 1
+	hide-version: yes
+remote-control:
+	control-enable: no
+EOF
+		for z in $3; do
+			printf 'zone:\n\tname: "%s"\n\tzonefile: "%s"\n' "${z%.signed}" "$z"
+		done
+	}
+	nsd_conf "$DZ" "$AUTH4 $AUTH6" "dane.test.signed insecure.dane.test badkey.dane.test.signed" >"$DZ/nsd.conf"
+	# The refusing server: no zone at all, every query REFUSED.
+	nsd_conf "$T/refused" "$REF4 $REF6" "" >"$T/refused/nsd.conf"
+	for d in "$DZ" "$T/refused"; do
+		"$R/usr/sbin/nsd-checkconf" "$d/nsd.conf" >"$d/checkconf.log" 2>&1 ||
+			die "NSD config rejected: $(cat "$d/checkconf.log")"
+		start "$NS_AUTH" "$d/stderr.log" "$R/usr/sbin/nsd" -d -c "$d/nsd.conf"
+	done
+fi
 
 mkdir -p "$T/dns"
 {
@@ -348,7 +600,7 @@ server:
 	do-ip6: yes
 	access-control: 192.0.2.0/24 allow
 	access-control: 2001:db8::/32 allow
-	module-config: "iterator"
+	module-config: "$([ "$DANE" = 1 ] && echo 'validator iterator' || echo iterator)"
 	local-zone: "." static
 	local-zone: "test." static
 	local-zone: "2.0.192.in-addr.arpa." static
@@ -400,40 +652,25 @@ EOF
 		"$CL6 client.test" "$PF6 mx-postfix.test" "$EX6 mx-exim.test" "$OS6 mx-smtpd.test"; do
 		printf '\tlocal-data-ptr: "%s"\n' "$pair"
 	done
+	if [ "$DANE" = 1 ]; then
+		# A transparent local zone under the static ones: names in it
+		# that we don't list (all of them) are resolved, through the
+		# stub zone, from NSD. Why an answer was bogus goes to the log.
+		cat <<EOF
+	trust-anchor-file: "$DZ/trust-anchor.ds"
+	val-log-level: 2
+	local-zone: "dane.test." transparent
+stub-zone:
+	name: "dane.test."
+	stub-addr: $AUTH4
+	stub-addr: $AUTH6
+EOF
+	fi
 	printf 'remote-control:\n\tcontrol-enable: no\n'
 } >"$T/dns/unbound.conf"
 unbound-checkconf "$T/dns/unbound.conf" >"$T/dns/checkconf.log" 2>&1 ||
 	die "unbound config rejected: $(cat "$T/dns/checkconf.log")"
 start "$NS_DNS" "$T/dns/stderr.log" unbound -d -c "$T/dns/unbound.conf"
-
-# ---------------------------------------------------------------------------
-# TLS material: a throw-away CA and one certificate per MTA naming every MX
-# name that points at it (and its addresses). badname.mx.test points at Exim
-# but is in no certificate: tlsstrictness 2 must refuse it.
-
-TD=$T/tls
-mkdir -p "$TD"
-tls_cert() { # name sans [usage [key]]
-	openssl req -new -newkey "${4:-ec}" -pkeyopt "${5:-ec_paramgen_curve:P-256}" -nodes \
-		-keyout "$TD/$1.key" -out "$TD/$1.csr" -subj "/CN=$1" >>"$TD/openssl.log" 2>&1
-	printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "${3:-serverAuth}" >"$TD/$1.ext"
-	openssl x509 -req -in "$TD/$1.csr" -CA "$TD/ca.pem" -CAkey "$TD/ca.key" \
-		-CAcreateserial -days 2 -extfile "$TD/$1.ext" -out "$TD/$1.pem" >>"$TD/openssl.log" 2>&1
-}
-{
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-keyout "$TD/ca.key" -out "$TD/ca.pem" -subj "/CN=qmail-remote-go interop CA" \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-		>>"$TD/openssl.log" 2>&1 &&
-		tls_cert mx-postfix.test "DNS:mx-postfix.test,DNS:pf4.mx.test,DNS:pf6.mx.test,IP:$PF4,IP:$PF6" &&
-		tls_cert mx-exim.test "DNS:mx-exim.test,DNS:ex4.mx.test,DNS:ex6.mx.test,IP:$EX4,IP:$EX6" &&
-		tls_cert mx-smtpd.test "DNS:mx-smtpd.test,DNS:os4.mx.test,DNS:os6.mx.test,IP:$OS4,IP:$OS6" \
-			serverAuth rsa rsa_keygen_bits:2048 &&
-		tls_cert client.test "DNS:client.test" clientAuth
-} || die "openssl failed: $(cat "$TD/openssl.log")"
-chown Debian-exim "$TD/mx-exim.test.key"
-# The client certificate's key: qmail-remote runs as nobody.
-chown nobody "$TD/client.test.key"
 
 # ---------------------------------------------------------------------------
 # 5. Postfix: our own config directory, no chroot, virtual mailboxes
@@ -460,6 +697,20 @@ tls2@os4.test tls2@os6.test small@lit4.test small@lit6.test"
 # reach it through the client's smtproutes (465 and 587), badpass.test
 # with a wrong password, noauth.test on 587 without credentials.
 EX_AUTH_DOMAINS="smtps.test submission.test badpass.test noauth.test"
+# The DANE cases' domains (4a) and mailboxes, one per case.
+if [ "$DANE" = 1 ]; then
+	# (Domains on one line: they end up in main.cf and exim.conf.)
+	PF_DOMAINS="$PF_DOMAINS ee-pf.dane.test ee302-pf.dane.test roll-pf.dane.test bad-pf.dane.test"
+	PF_DOMAINS="$PF_DOMAINS bogus-pf.dane.test lame-pf.dane.test insecure.dane.test badkey.dane.test"
+	PF_BOXES="$PF_BOXES ee311@ee-pf.dane.test only@ee-pf.dane.test nodnssec@ee-pf.dane.test
+ee302@ee302-pf.dane.test roll@roll-pf.dane.test bad@bad-pf.dane.test bogus@bogus-pf.dane.test
+lame@lame-pf.dane.test may@insecure.dane.test only@insecure.dane.test bogus@badkey.dane.test"
+	EX_DOMAINS="$EX_DOMAINS ee-ex.dane.test ta-ex.dane.test tabad-ex.dane.test bad-ex.dane.test"
+	EX_DOMAINS="$EX_DOMAINS nodata-ex.dane.test next.dane.test"
+	EX_BOXES="$EX_BOXES ee311 ta211 tabad bad may only next nodnssec"
+	OS_DOMAINS="$OS_DOMAINS ee-os.dane.test nodata-os.dane.test"
+	OS_BOXES="$OS_BOXES ee311@ee-os.dane.test may@nodata-os.dane.test"
+fi
 AUTH_USER=relayuser
 # A space and colons: the password is the rest of the smtpauth line.
 AUTH_PASS='p4ss word:with:colons'
@@ -587,11 +838,11 @@ auth_advertise_hosts = \${if eq{\$tls_in_cipher}{}{}{*}}
 host_lookup =
 rfc1413_hosts =
 tls_advertise_hosts = *
-tls_certificate = $TD/mx-exim.test.pem
+tls_certificate = $TD/mx-exim.test.chain.pem
 tls_privatekey = $TD/mx-exim.test.key
 keep_environment =
 message_size_limit = 100M
-log_selector = +pipelining +received_recipients +incoming_interface
+log_selector = +pipelining +received_recipients +incoming_interface +smtp_connection +smtp_no_mail +tls_sni
 acl_smtp_rcpt = acl_rcpt
 
 begin acl
@@ -701,13 +952,16 @@ start "$NS_OS" "$OD/log" unshare -m --propagation private "$OD/run"
 # ---------------------------------------------------------------------------
 # Wait (bounded) until DNS answers on both families and both MTAs greet.
 
-wait_dns() {
+wait_dns() { # [ns a4 a6 what log...]: unbound by default
+	local ns=${1:-$NS_DNS} a4=${2:-$DNS4} a6=${3:-$DNS6} what=${4:-unbound}
+	[ $# -ge 4 ] && shift 4
+	[ $# -gt 0 ] || set -- "$T/dns/stderr.log" "$T/dns/unbound.log"
 	for _ in $(seq 1 100); do
-		l=$(in_ns "$NS_DNS" ss -Hlun 'sport = :53' 2>/dev/null || true)
-		case $l in *"$DNS4"*"$DNS6"* | *"$DNS6"*"$DNS4"*) return 0 ;; esac
+		l=$(in_ns "$ns" ss -Hlun 'sport = :53' 2>/dev/null || true)
+		case $l in *"$a4"*"$a6"* | *"$a6"*"$a4"*) return 0 ;; esac
 		sleep 0.2
 	done
-	die "unbound is not listening after 20 s: $(cat "$T/dns/stderr.log" "$T/dns/unbound.log" 2>/dev/null)"
+	die "$what is not listening after 20 s: $(cat "$@" 2>/dev/null)"
 }
 greets() { # ip: read the first 3 bytes of the greeting from the client namespace
 	# shellcheck disable=SC2016 # $1 is the inner shell's
@@ -723,10 +977,15 @@ wait_smtp() { # ip what log...
 	die "$what does not greet on $ip port 25 after 30 s: $(tail -n 20 "$@" 2>/dev/null)"
 }
 wait_dns
+if [ "$DANE" = 1 ]; then
+	wait_dns "$NS_AUTH" "$AUTH4" "$AUTH6" NSD "$DZ/stderr.log" "$DZ/nsd.log"
+	wait_dns "$NS_AUTH" "$REF4" "$REF6" "NSD (the refusing one)" "$T/refused/stderr.log" "$T/refused/nsd.log"
+fi
 for ip in $PF4 $PF6; do wait_smtp "$ip" Postfix "$T/postfix/log"; done
 for ip in $EX4 $EX6; do wait_smtp "$ip" Exim "$T/exim/stderr.log" "$T/exim/log/mainlog" "$T/exim/log/paniclog"; done
 for ip in $OS4 $OS6; do wait_smtp "$ip" OpenSMTPD "$OD/log"; done
 say "test bed up: unbound $DNS4 $DNS6, Postfix $PF4 $PF6, Exim $EX4 $EX6, OpenSMTPD $OS4 $OS6 (blackholed: $BH4 $BH6)"
+[ "$DANE" = 1 ] && say "DANE: dane.test signed, NSD $AUTH4 $AUTH6 (refusing: $REF4 $REF6), unbound validating it"
 
 # ---------------------------------------------------------------------------
 # 7. The messages, in qmail's queue format: LF line ends, no CR anywhere.
@@ -876,6 +1135,23 @@ for q in "$T/qmail-ccert" "$T/qmail-noccert"; do
 done
 echo "$TD/client.test.pem" >"$T/qmail-ccert/control/clientcert"
 echo "$TD/client.test.key" >"$T/qmail-ccert/control/clientkey"
+# The DANE homes (4a): control/tlspolicy, and no trust anchors (DANE needs
+# none, so the DANE-TA case can only have taken its CA from the TLSA
+# record). qmail-dane (every destination at dane) and qmail-daneonly (at
+# dane-only) name unbound in control/dnssecresolvers: it is not on
+# loopback, so only then does the chain trust its AD bit. qmail-nodnssec
+# does not: ee-pf.dane.test at dane-only and ee-ex.dane.test at dane.
+if [ "$DANE" = 1 ]; then
+	for h in dane daneonly nodnssec; do
+		q=$T/qmail-$h
+		cp -R "$QH" "$q"
+		[ "$h" = nodnssec ] || printf '%s\n' "$DNS4" "$DNS6" >"$q/control/dnssecresolvers"
+		chown -R nobody:nogroup "$q/queue" "$q/run"
+	done
+	echo ':dane' >"$T/qmail-dane/control/tlspolicy"
+	echo ':dane-only' >"$T/qmail-daneonly/control/tlspolicy"
+	printf '%s\n' 'ee-pf.dane.test:dane-only' 'ee-ex.dane.test:dane' >"$T/qmail-nodnssec/control/tlspolicy"
+fi
 # The spy (smarthost cases, chain only): a LIBEXECDIR whose every program
 # is a wrapper that appends its argv and environment to $SPYLOG and execs
 # the real stage, so a check can show that the password reached no stage's
@@ -987,7 +1263,7 @@ standin() { # host sender rcpt...
 # verified against the test CA and NAME, AUTH PLAIN unless CRED is empty,
 # then one lock-step transaction; reports as qmail-remote writes them.
 standin_auth() { # name ip port smtps|starttls user pass ca sender rcpt...
-	local name=$1 ip=$2 port=$3 mode=$4 user=$5 pass=$6 ca=$7 sender=$8 addr code text l r ok
+	local name=$1 ip=$2 port=$3 mode=$4 user=$5 pass=$6 ca=$7 sender=$8 addr code text l r ok method=
 	shift 8
 	addr=$ip
 	case $ip in *:*) addr="[$ip]" ;; esac
@@ -1017,10 +1293,12 @@ standin_auth() { # name ip port smtps|starttls user pass ca sender rcpt...
 	if [ -n "$user" ]; then
 		case $text in
 		*/250[-\ ]AUTH*PLAIN*)
+			method=PLAIN
 			send "AUTH PLAIN $(printf '\0%s\0%s' "$user" "$pass" | base64 -w0)"
 			reply
 			;;
 		*/250[-\ ]AUTH*LOGIN*)
+			method=LOGIN
 			send "AUTH LOGIN"
 			reply
 			[ "$code" = 334 ] && send "$(printf '%s' "$user" | base64 -w0)" && reply
@@ -1030,7 +1308,14 @@ standin_auth() { # name ip port smtps|starttls user pass ca sender rcpt...
 		esac
 		case $code in
 		235) ;;
-		*) printf 'Z%s refused the credentials.\nRemote host said: %s\0' "$ip" "$text"; send QUIT; return 0 ;;
+		*)
+			# As the chain words it: the reply's code only (it might
+			# quote the credentials).
+			printf 'Z%s: AUTH %s as %s failed; check control/smtpauth.\nRemote host said: %s (the rest of this reply is not shown: it might quote the credentials)\0' \
+				"$ip" "$method" "$user" "$code"
+			send QUIT
+			return 0
+			;;
 		esac
 	fi
 	send "MAIL FROM:<$sender>"
@@ -1687,6 +1972,294 @@ if [ "$TLS" = 1 ]; then
 	fi
 fi
 
+# DANE (RFC 7672; not with --no-dane or --no-tls), against the zone of 4a.
+# The chain runs with control/tlspolicy at dane or dane-only and no trust
+# anchors (the qmail-dane, qmail-daneonly and qmail-nodnssec homes of 8).
+# A K under DANE must be byte-exact, TLS in the MTA's Received line, and
+# its report's TLS line must name the record that matched ("certificate
+# verified (DANE-EE 3 1 1)."); a host DANE does not apply to gets may
+# (TLS, "certificate not verified.", or cleartext after a failed
+# handshake). A refusal must leave the mailbox empty and the recipient
+# unnamed in the MTA's log; after a failed DANE handshake the MTA must
+# have seen no MAIL command, and a host set aside (its TLSA lookup
+# failed, or dane-only) no connection at all. Then the resolver itself
+# is checked with drill: the AD flag and the rcodes the cases rely on.
+
+# dane_tls CASE SERVER WANT: the K report's TLS line is "TLS: TLSv1.x
+# CIPHER, WANT.", or with WANT empty, there is none (cleartext).
+dane_tls() {
+	local l
+	l=$(tr '\0' '\n' <"$T/out.$1" 2>/dev/null | grep '^TLS: ' || true)
+	if [ -z "$3" ] && [ -z "$l" ]; then
+		record "$1-tls" "$2" - PASS - "no TLS line: cleartext"
+	elif [ -n "$3" ] && [[ $l == "TLS: TLSv1."[23]" "*", $3." ]]; then
+		record "$1-tls" "$2" - PASS - "${l#TLS: }"
+	else
+		record "$1-tls" "$2" - FAIL - "see below" "the K report's TLS line is '${l:-(none)}', want '${3:+..., $3.}'"
+	fi
+}
+# What the MTAs log per connection from the client: Postfix "connect
+# from" and "disconnect from ... mail=1 ..." (its command counters), Exim
+# "SMTP connection from [ADDR]" and "no MAIL in SMTP connection from ...
+# C=EHLO,STARTTLS" (log_selector +smtp_connection +smtp_no_mail: the
+# commands of a connection that had no MAIL), OpenSMTPD "smtp connected
+# address=ADDR" and its failed handshakes.
+mta_log() { # server
+	case $1 in
+	postfix) echo "$T/postfix/log" ;;
+	exim) echo "$T/exim/log/mainlog" ;;
+	smtpd) echo "$OD/log" ;;
+	esac
+}
+mta_conns() { # server
+	case $1 in
+	postfix) grep -c 'postfix/smtpd\[[0-9]*\]: connect from client\.test' "$T/postfix/log" || true ;;
+	exim) grep -Ec "SMTP connection from \[($CL4|$CL6)\] " "$T/exim/log/mainlog" || true ;;
+	smtpd) grep -Ec "smtp connected address=($CL4|$CL6) " "$OD/log" || true ;;
+	esac
+}
+# mta_ends SERVER: how many of the client's connections the MTA logged
+# the end of, without MAIL in it (Exim), or at all (Postfix), or with a
+# failed handshake (OpenSMTPD).
+mta_ends() {
+	case $1 in
+	postfix) grep -c 'postfix/smtpd\[[0-9]*\]: disconnect from client\.test' "$T/postfix/log" || true ;;
+	exim) grep -cF 'no MAIL in SMTP connection from (client.test)' "$T/exim/log/mainlog" || true ;;
+	smtpd) grep -c 'smtp disconnected reason="io-error: .*SSL routines' "$OD/log" || true ;;
+	esac
+}
+# dane_mark SERVER: the counts before a refused case (C0, E0).
+C0='' E0=''
+dane_mark() { C0=$(mta_conns "$1") E0=$(mta_ends "$1"); }
+# dane_refused CASE SERVER RCPT WANT: after a refused DANE case: nothing
+# for RCPT (mailbox, log), and WANT is "aside" (no connection since
+# dane_mark) or "nomail" (one connection, and no MAIL in it: Postfix's
+# disconnect counters, Exim's no-MAIL line with C=EHLO,STARTTLS,
+# OpenSMTPD's failed handshake).
+dane_refused() {
+	local name=$1 server=$2 rcpt=$3 want=$4 log n l='' bad=''
+	log=$(mta_log "$server")
+	if [ "$want" = nomail ]; then
+		# The MTA logs the end of the connection after the client left.
+		for _ in $(seq 1 50); do
+			[ "$(mta_ends "$server")" -gt "$E0" ] && break
+			sleep 0.1
+		done
+		case $server in
+		postfix) l=$(grep 'postfix/smtpd\[[0-9]*\]: disconnect from client\.test' "$log" | tail -n 1) ;;
+		exim) l=$(grep -F 'no MAIL in SMTP connection from (client.test)' "$log" | tail -n 1) ;;
+		smtpd) l=$(grep 'smtp disconnected reason="io-error: .*SSL routines' "$log" | tail -n 1) ;;
+		esac
+	fi
+	n=$(mta_conns "$server")
+	if [ -n "$(find "$(box "$rcpt" "$server")/new" -type f 2>/dev/null | head -n 1)" ]; then
+		bad="$rcpt received a message"
+	elif grep -qiF -- "$rcpt" "$log"; then
+		bad="the server's log names $rcpt: $(grep -iF -- "$rcpt" "$log" | head -n 2 | tr '\n' '/')"
+	elif [ "$want" = aside ] && [ "$n" != "$C0" ]; then
+		bad="the server logged $((n - C0)) connection(s) from the client, want none (set aside)"
+	elif [ "$want" = nomail ] && [ "$n" != $((C0 + 1)) ]; then
+		bad="the server logged $((n - C0)) connection(s) from the client, want 1"
+	elif [ "$want" = nomail ] && [ "$(mta_ends "$server")" != $((E0 + 1)) ]; then
+		bad="no end of the connection logged (or too many): ${l:-none}"
+	elif [ "$want" = nomail ]; then
+		case $server in
+		postfix) [[ $l == *" mail="* || $l == *" rcpt="* || $l == *" data="* || $l != *" starttls="* ]] &&
+			bad="Postfix's counters: ${l#*]: }" ;;
+		exim) [[ $l == *" C=EHLO,STARTTLS" ]] || bad="Exim: $l" ;;
+		esac
+	fi
+	if [ -n "$bad" ]; then
+		record "$name-$want" "$server" - FAIL - "see below" "$bad"
+	elif [ "$want" = aside ]; then
+		record "$name-$want" "$server" - PASS - "nothing for $rcpt, no connection"
+	else
+		# The log line without its time stamp or session id.
+		case $server in
+		postfix) l=${l#*]: } ;;
+		exim) l=${l#* * } ;;
+		smtpd) l=${l#* } ;;
+		esac
+		record "$name-$want" "$server" - PASS - "nothing for $rcpt; $l"
+	fi
+}
+# dane_dns CASE TYPE NAME WANT...: what unbound tells the client (drill
+# -D: the DO bit), each WANT one of an rcode (NOERROR, NXDOMAIN,
+# SERVFAIL), ad or !ad (the AD flag), data or nodata (records of TYPE in
+# the answer); cd asks with checking disabled (the data behind a bogus
+# answer).
+dane_dns() {
+	local name=$1 type=$2 qname=$3 out=$T/out.$1 t0 ms w rcode flags n bad=
+	local opt=()
+	shift 3
+	case " $* " in *" cd "*) opt=(-o CD) ;; esac
+	t0=$(now_ms)
+	in_ns "$NS_CL" drill -D "${opt[@]}" "$type" "$qname" "@$DNS4" >"$out" 2>&1 || true
+	ms=$(($(now_ms) - t0))
+	rcode=$(sed -n 's/.* rcode: \([A-Z]*\),.*/\1/p' "$out")
+	flags=$(sed -n 's/^;; flags: \([a-z ]*\);.*/\1/p' "$out")
+	n=$(awk -v t="$type" '/^;; ANSWER SECTION/ { a = 1; next } /^;;/ { a = 0 } a && $4 == t { c++ } END { print c + 0 }' "$out")
+	for w; do
+		case $w in
+		cd) ;;
+		ad) [[ " $flags " == *" ad "* ]] || bad="$bad no AD flag;" ;;
+		!ad) [[ " $flags " != *" ad "* ]] || bad="$bad AD flag set;" ;;
+		data) [ "$n" -gt 0 ] || bad="$bad no $type record;" ;;
+		nodata) [ "$n" = 0 ] || bad="$bad $n $type records;" ;;
+		*) [ "$rcode" = "$w" ] || bad="$bad rcode ${rcode:-none}, want $w;" ;;
+		esac
+	done
+	if [ -z "$bad" ]; then
+		record "$name" dns IPv4 PASS "$ms" "$type $qname${opt[*]:+ (CD)}: $rcode, flags $flags, $n $type"
+	else
+		record "$name" dns IPv4 FAIL "$ms" "see below" "$type $qname:$bad $(grep -E 'rcode|flags' "$out" | tr '\n' ' ')"
+	fi
+}
+# dane_probe CASE SERVER IP NAME RRDATA WANT (ok|fail), --selftest: does
+# openssl s_client, given the TLSA record, accept the server?
+dane_probe() {
+	local out=$T/out.$1 t0 ms addr=$3 got
+	case $3 in *:*) addr="[$3]" ;; esac
+	t0=$(now_ms)
+	in_ns "$NS_CL" timeout 15 openssl s_client -starttls smtp -connect "$addr:25" -servername "$4" \
+		-dane_tlsa_domain "$4" -dane_tlsa_rrdata "$5" -dane_ee_no_namechecks -verify_return_error </dev/null >"$out" 2>&1 && got=ok || got=fail
+	ms=$(($(now_ms) - t0))
+	if [ "$got" = "$6" ]; then
+		record "$1" "$2" "$(family "$3")" PASS "$ms" "openssl s_client -dane_tlsa_rrdata '${5:0:16}...' for $4: $got"
+	else
+		record "$1" "$2" "$(family "$3")" FAIL "$ms" "see below" "s_client with '$5' for $4 at $3: $got, want $6: $(grep -E 'Verif|error' "$out" | head -n 3 | tr '\n' '/')"
+	fi
+}
+if [ "$DANE" = 1 ] && [ "$SELFTEST" = 1 ]; then
+	dane_probe dane-tls-ee311-pf postfix "$PF4" ee-pf.mx.dane.test "3 1 1 $PF_311" ok
+	dane_probe dane-tls-ee302-pf postfix "$PF6" ee302-pf.mx.dane.test "3 0 2 $PF_302" ok
+	dane_probe dane-tls-mismatch-pf postfix "$PF4" bad-pf.mx.dane.test "3 1 1 $STALE_311" fail
+	dane_probe dane-tls-ee311-exim exim "$EX6" ee-ex.mx.dane.test "3 1 1 $EX_311" ok
+	dane_probe dane-tls-ta211-exim exim "$EX4" ta-ex.mx.dane.test "2 1 1 $CA_311" ok
+	dane_probe dane-tls-ta-badname-exim exim "$EX4" tabad-ex.mx.dane.test "2 1 1 $CA_311" fail
+	dane_probe dane-tls-mismatch-exim exim "$EX6" bad-ex.mx.dane.test "3 1 1 $CA_311" fail
+	dane_probe dane-tls-ee311-smtpd smtpd "$OS4" ee-os.mx.dane.test "3 1 1 $OS_311" fail
+elif [ "$DANE" = 1 ]; then
+	QHOME=$T/qmail-dane TLSWANT=yes
+	# DANE-EE and DANE-TA: verified by the TLSA records alone.
+	expect_k dane-ee311-pf postfix "$PF4" "$MSGS/small" ee-pf.dane.test "$S" ee311@ee-pf.dane.test
+	dane_tls dane-ee311-pf postfix 'certificate verified (DANE-EE 3 1 1)'
+	expect_k dane-ee302-pf postfix "$PF6" "$MSGS/small" ee302-pf.dane.test "$S" ee302@ee302-pf.dane.test
+	dane_tls dane-ee302-pf postfix 'certificate verified (DANE-EE 3 0 2)'
+	expect_k dane-rollover-pf postfix "$PF4" "$MSGS/small" roll-pf.dane.test "$S" roll@roll-pf.dane.test
+	dane_tls dane-rollover-pf postfix 'certificate verified (DANE-EE 3 1 1)'
+	expect_k dane-ee311-exim exim "$EX6" "$MSGS/small" ee-ex.dane.test "$S" ee311@ee-ex.dane.test
+	dane_tls dane-ee311-exim exim 'certificate verified (DANE-EE 3 1 1)'
+	expect_k dane-ta211-exim exim "$EX4" "$MSGS/small" ta-ex.dane.test "$S" ta211@ta-ex.dane.test
+	dane_tls dane-ta211-exim exim 'certificate verified (DANE-TA 2 1 1)'
+	# The name sent in SNI is the TLSA base domain, the MX host name (RFC
+	# 7672 8.1): Exim's <= line (log_selector +tls_sni).
+	for c in "dane-ee311-exim ee311@ee-ex.dane.test ee-ex.mx.dane.test" \
+		"dane-ta211-exim ta211@ta-ex.dane.test ta-ex.mx.dane.test"; do
+		read -r n r h <<<"$c"
+		l=$(grep -F " for $r" "$T/exim/log/mainlog" | grep ' <= ' | tail -n 1)
+		if [[ $l == *" SNI=$h "* || $l == *" SNI=$h" ]]; then
+			record "$n-sni" exim - PASS - "Exim: SNI=$h"
+		else
+			record "$n-sni" exim - FAIL - "see below" "Exim's <= line for $r has no SNI=$h: ${l:-(none)}"
+		fi
+	done
+	# No DANE for the host: may.
+	expect_k dane-nodata-exim exim "$EX4" "$MSGS/small" nodata-ex.dane.test "$S" may@nodata-ex.dane.test
+	dane_tls dane-nodata-exim exim 'certificate not verified'
+	expect_k dane-insecure-pf postfix "$PF4" "$MSGS/small" insecure.dane.test "$S" may@insecure.dane.test
+	dane_tls dane-insecure-pf postfix 'certificate not verified'
+	TLSWANT=no HS=$(hs_fails)
+	expect_k dane-nxdomain-smtpd smtpd "$OS6" "$MSGS/small" nodata-os.dane.test "$S" may@nodata-os.dane.test
+	smtpd_fallback dane-nxdomain-smtpd
+	dane_tls dane-nxdomain-smtpd smtpd ''
+	TLSWANT=yes
+	# DANE applies and the server fails it: Z, no MAIL, nothing received.
+	dane_mark postfix
+	expect_fail dane-mismatch-pf postfix IPv4 \
+		"Z*Connected to $PF4 but the TLS handshake failed: DANE: no TLSA record matches the server's certificate chain*" -- \
+		bad-pf.dane.test "$S" bad@bad-pf.dane.test
+	dane_refused dane-mismatch-pf postfix bad@bad-pf.dane.test nomail
+	dane_mark exim
+	expect_fail dane-mismatch-exim exim IPv6 \
+		"Z*Connected to $EX6 but the TLS handshake failed: DANE: no TLSA record matches the server's certificate chain*" -- \
+		bad-ex.dane.test "$S" bad@bad-ex.dane.test
+	dane_refused dane-mismatch-exim exim bad@bad-ex.dane.test nomail
+	dane_mark exim
+	expect_fail dane-ta-badname-exim exim IPv4 \
+		"Z*Connected to $EX4 but the TLS handshake failed: DANE: the certificate matches the DANE-TA record but not the name*" -- \
+		tabad-ex.dane.test "$S" tabad@tabad-ex.dane.test
+	dane_refused dane-ta-badname-exim exim tabad@tabad-ex.dane.test nomail
+	# OpenSMTPD's TLS is broken (6b): its DANE host gets no cleartext.
+	dane_mark smtpd
+	expect_fail dane-ee311-smtpd smtpd IPv4 "Z*Connected to $OS4 but the TLS handshake failed*" -- \
+		ee-os.dane.test "$S" ee311@ee-os.dane.test
+	dane_refused dane-ee311-smtpd smtpd ee311@ee-os.dane.test nomail
+	# The TLSA lookup fails (SERVFAIL: bogus, or a refusing server): the
+	# host is set aside, the next MX used; none left is Z. A bogus MX
+	# RRset is the temporary DNS Z. Postfix, the set-aside host of each,
+	# sees no connection.
+	dane_mark postfix
+	expect_k dane-lame-next exim "$EX6" "$MSGS/small" next.dane.test "$S" next@next.dane.test
+	dane_tls dane-lame-next exim 'certificate verified (DANE-EE 3 1 1)'
+	dane_refused dane-lame-next postfix next@next.dane.test aside
+	dane_mark postfix
+	expect_fail dane-bogus-tlsa-pf postfix - \
+		"ZSorry, no mail exchanger of bogus-pf.dane.test can be used with DANE now. (#4.7.5)*bogus-pf.mx.dane.test: TLSA lookup failed: *" -- \
+		bogus-pf.dane.test "$S" bogus@bogus-pf.dane.test
+	expect_fail dane-lame-pf postfix - \
+		"ZSorry, no mail exchanger of lame-pf.dane.test can be used with DANE now. (#4.7.5)*lame-pf.mx.dane.test: TLSA lookup failed: *" -- \
+		lame-pf.dane.test "$S" lame@lame-pf.dane.test
+	expect_fail dane-bogus-mx-pf postfix - "ZSorry, I couldn't find any host by that name. (#4.1.2)*" -- \
+		badkey.dane.test "$S" bogus@badkey.dane.test
+	for c in "dane-bogus-tlsa-pf bogus@bogus-pf.dane.test" "dane-lame-pf lame@lame-pf.dane.test" \
+		"dane-bogus-mx-pf bogus@badkey.dane.test"; do
+		read -r n r <<<"$c"
+		dane_refused "$n" postfix "$r" aside
+	done
+	# dane-only: DANE or nothing.
+	QHOME=$T/qmail-daneonly
+	expect_k daneonly-ee311-pf postfix "$PF4" "$MSGS/small" ee-pf.dane.test "$S" only@ee-pf.dane.test
+	dane_tls daneonly-ee311-pf postfix 'certificate verified (DANE-EE 3 1 1)'
+	dane_mark exim
+	expect_fail daneonly-nodata-exim exim - \
+		"ZSorry, no mail exchanger of nodata-ex.dane.test can be used with DANE now. (#4.7.5)*nodata-ex.mx.dane.test: no DNSSEC-secure TLSA records, and control/tlspolicy says dane-only*" -- \
+		nodata-ex.dane.test "$S" only@nodata-ex.dane.test
+	dane_refused daneonly-nodata-exim exim only@nodata-ex.dane.test aside
+	dane_mark postfix
+	expect_fail daneonly-insecure-pf postfix - \
+		"ZSorry, no mail exchanger of insecure.dane.test can be used with DANE now. (#4.7.5)*insecure.dane.test MX: not DNSSEC-secure, and control/tlspolicy says dane-only*" -- \
+		insecure.dane.test "$S" only@insecure.dane.test
+	dane_refused daneonly-insecure-pf postfix only@insecure.dane.test aside
+	# No control/dnssecresolvers: unbound is not on loopback, its AD bit
+	# counts for nothing, so nothing is DNSSEC-secure.
+	QHOME=$T/qmail-nodnssec
+	dane_mark postfix
+	expect_fail nodnssec-only-pf postfix - \
+		"ZSorry, no mail exchanger of ee-pf.dane.test can be used with DANE now. (#4.7.5)*ee-pf.dane.test MX: not DNSSEC-secure, and control/tlspolicy says dane-only*" -- \
+		ee-pf.dane.test "$S" nodnssec@ee-pf.dane.test
+	dane_refused nodnssec-only-pf postfix nodnssec@ee-pf.dane.test aside
+	expect_k nodnssec-dane-exim exim "$EX6" "$MSGS/small" ee-ex.dane.test "$S" nodnssec@ee-ex.dane.test
+	dane_tls nodnssec-dane-exim exim 'certificate not verified'
+	QHOME=$QH TLSWANT=
+fi
+if [ "$DANE" = 1 ]; then
+	# The resolver, as the cases above found it (and --selftest's only
+	# DANE check besides the TLS probes).
+	dane_dns dane-dns-mx MX ee-pf.dane.test NOERROR ad data
+	dane_dns dane-dns-tlsa TLSA _25._tcp.ee-pf.mx.dane.test NOERROR ad data
+	dane_dns dane-dns-nodata TLSA _25._tcp.nodata-ex.mx.dane.test NOERROR ad nodata
+	dane_dns dane-dns-nxdomain TLSA _25._tcp.nodata-os.mx.dane.test NXDOMAIN ad
+	dane_dns dane-dns-insecure MX insecure.dane.test NOERROR '!ad' data
+	dane_dns dane-dns-insecure-tlsa TLSA _25._tcp.mx.insecure.dane.test NOERROR '!ad' data
+	dane_dns dane-dns-bogus-tlsa TLSA _25._tcp.bogus-pf.mx.dane.test SERVFAIL
+	dane_dns dane-dns-bogus-tlsa-cd TLSA _25._tcp.bogus-pf.mx.dane.test cd NOERROR data
+	dane_dns dane-dns-bogus-mx MX badkey.dane.test SERVFAIL
+	dane_dns dane-dns-bogus-mx-cd MX badkey.dane.test cd NOERROR data
+	dane_dns dane-dns-lame TLSA _25._tcp.lame-pf.mx.dane.test SERVFAIL
+	dane_dns dane-dns-local MX v4.test NOERROR '!ad' data
+fi
+
 # The resolver over IPv6: the client's resolv.conf names only the IPv6
 # address of the DNS server; unbound's query log must show the MX query
 # coming from the client's IPv6 address.
@@ -1786,6 +2359,19 @@ TABLE=(
 	"SIZE limit: D #5.3.4, no MAIL|size-limit|-|-|"
 	"AUTH: SMTPS 465, STARTTLS 587|-|smtps-auth smtps-auth-2MB starttls587-auth|-|"
 	"AUTH refused: wrong password, none|-|wrong-password noauth-587|-|"
+	"DANE-EE 3 1 1: K, verified by TLSA|dane-ee311-pf|dane-ee311-exim|-|"
+	"DANE-EE 3 0 2; rollover (stale + right)|dane-ee302-pf dane-rollover-pf|-|-|"
+	"DANE-TA 2 1 1 (CA sent in the chain)|-|dane-ta211-exim|-|"
+	"DANE mismatch, DANE-TA name: Z, no MAIL|dane-mismatch-pf|dane-mismatch-exim dane-ta-badname-exim|-|"
+	"DANE host, broken TLS: Z, no cleartext|-|-|dane-ee311-smtpd|"
+	"DANE, no TLSA (secure denial): may|-|dane-nodata-exim|dane-nxdomain-smtpd|"
+	"DANE, insecure delegation: may|dane-insecure-pf|-|-|"
+	"DANE, TLSA SERVFAIL: next MX|-|dane-lame-next|-|"
+	"DANE, TLSA bogus/SERVFAIL, bogus MX: Z|dane-bogus-tlsa-pf dane-lame-pf dane-bogus-mx-pf|-|-|"
+	"dane-only: DANE K; no DANE: Z|daneonly-ee311-pf daneonly-insecure-pf|daneonly-nodata-exim|-|"
+	"no dnssecresolvers: DANE never applies|nodnssec-only-pf|nodnssec-dane-exim|-|"
+	"DNSSEC answers the cases rely on (drill)|-|-|-|dane-dns-mx dane-dns-tlsa dane-dns-nodata dane-dns-nxdomain dane-dns-insecure dane-dns-bogus-tlsa dane-dns-bogus-mx dane-dns-lame dane-dns-local"
+	"DANE TLSA (openssl, --selftest)|dane-tls-ee311-pf dane-tls-ee302-pf dane-tls-mismatch-pf|dane-tls-ee311-exim dane-tls-ta211-exim dane-tls-ta-badname-exim dane-tls-mismatch-exim|dane-tls-ee311-smtpd|"
 	"STARTTLS (openssl, --selftest)|tls-pf-v4 tls-pf-v6 tls-notls|tls-exim-v4 tls-exim-v6 tls-badname|tls-smtpd-v4 tls-smtpd-v6|"
 )
 say ""
@@ -1800,8 +2386,10 @@ for row in "${TABLE[@]}"; do
 	printf '%-40s %-22s %-22s %-22s %s\n' "$name" "$@"
 done
 say "(OpenSMTPD 6.8.0p2 fails every TLS handshake under OpenSSL 3: its tlsstrictness cells"
-say " are the cleartext fallback at 0 and 1 and the refusal at 2, see doc/interop.md)"
+say " are the cleartext fallback at 0 and 1 and the refusal at 2, its DANE cells the refusal"
+say " of a host with TLSA records and the fallback of one without; see doc/interop.md)"
 say ""
+[ -z "$DANE_SKIP" ] || say "SKIP (the DANE cases): $DANE_SKIP"
 if [ "$FAILS" = 0 ]; then
 	say "interop: ${#RESULTS[@]} passed, 0 failed"
 else
