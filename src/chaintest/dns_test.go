@@ -2,7 +2,6 @@ package chaintest
 
 import (
 	"encoding/binary"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,31 +26,7 @@ func dnsHome(t *testing.T, port string) (*home, *dnstest.Server) {
 // servers starts test SMTP servers on the same port at each address.
 func servers(t *testing.T, scripts map[string]smtptest.Script, addrs ...string) (string, map[string]*smtptest.Server) {
 	t.Helper()
-	out := map[string]*smtptest.Server{}
-	// Find a port free on every address; bounded retries.
-	for try := 0; try < 20; try++ {
-		first := smtptest.Start(t, net.JoinHostPort(addrs[0], "0"), scripts[addrs[0]])
-		out[addrs[0]] = first
-		ok := true
-		for _, a := range addrs[1:] {
-			ln, err := net.Listen("tcp", net.JoinHostPort(a, first.Port))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if !ok {
-			first.Close()
-			continue
-		}
-		for _, a := range addrs[1:] {
-			out[a] = smtptest.Start(t, net.JoinHostPort(a, first.Port), scripts[a])
-		}
-		return first.Port, out
-	}
-	t.Fatal("no common free port")
-	return "", nil
+	return smtptest.StartSamePort(t, scripts, addrs...)
 }
 
 const rcpt = "b@example.test"

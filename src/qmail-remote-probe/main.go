@@ -36,6 +36,7 @@ import (
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
 	"qmail-remote-go/src/internal/proc"
+	"qmail-remote-go/src/internal/remotecontrol"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/resolve"
 )
@@ -142,14 +143,14 @@ func parseOptions(args []string) options {
 // what it found.
 func frontMain(args []string) chain.Next {
 	o := parseOptions(args)
-	home, run, libexec, err := locations()
+	home, run, libexec, err := remotecontrol.Locations()
 	if err != nil {
 		chain.Die(chain.ExitSystem, prog, "%v", err)
 	}
 	if err := os.Chdir(home); err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to switch to the qmail home %s: %v", home, err)
 	}
-	cf, err := readControl()
+	cf, err := remotecontrol.Read()
 	if err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to read control files: %v (every delivery gets a Z until this is fixed)", err)
 	}
@@ -161,7 +162,7 @@ func frontMain(args []string) chain.Next {
 		chain.Die(chain.ExitSystem, prog, "unable to find my own path: %v", err)
 	}
 	env := chainEnv(home, run, o.dest, cf)
-	argv := []string{filepath.Join(libexec, "qmail-remote-routes"), self, routeStep, "-s", strconv.FormatInt(cf.tlsStrictness, 10)}
+	argv := []string{filepath.Join(libexec, "qmail-remote-routes"), self, routeStep, "-s", strconv.FormatInt(cf.TLSStrictness, 10)}
 	if o.level != "" {
 		argv = append(argv, "-l", o.level)
 	}
@@ -212,7 +213,7 @@ func frontMain(args []string) chain.Next {
 // what only the delivery of a message needs (envelope, size, the TLS
 // stage): inherited QMAILREMOTE_* variables are dropped, so that only
 // the control files steer the stages, as in a delivery.
-func chainEnv(home, run, dest string, cf controls) []string {
+func chainEnv(home, run, dest string, cf remotecontrol.Controls) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -225,18 +226,7 @@ func chainEnv(home, run, dest string, cf controls) []string {
 	set(chainenv.QmailHome, home)
 	set(chainenv.QmailRun, run)
 	set(chainenv.Host, dest)
-	set(chainenv.HeloHost, cf.helohost)
-	set(chainenv.TimeoutConnect, strconv.FormatInt(cf.timeoutConnect, 10))
-	set(chainenv.TimeoutRemote, strconv.FormatInt(cf.timeoutRemote, 10))
-	set(chainenv.TimeoutDNS, strconv.FormatInt(cf.timeoutDNS, 10))
-	set(chainenv.IPMe, ipme(cf.ipme, cf.notipme))
-	if len(cf.dnssecResolvers) > 0 {
-		set(chainenv.DNSSECResolvers, addrList(cf.dnssecResolvers))
-	}
-	set(chainenv.TrustAnchors, cf.trustAnchors)
-	set(chainenv.ClientCert, cf.clientCert)
-	set(chainenv.ClientKey, cf.clientKey)
-	set(chainenv.TLSStrictness, strconv.FormatInt(cf.tlsStrictness, 10))
+	cf.Env(set)
 	if chain.RealExec() {
 		set(chain.RealExecEnv, "1")
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,30 +131,7 @@ func (w *world) probe(args ...string) *Result {
 // servers starts test SMTP servers on the same port at each address.
 func servers(t *testing.T, scripts map[string]smtptest.Script, addrs ...string) (string, map[string]*smtptest.Server) {
 	t.Helper()
-	for try := 0; try < 20; try++ {
-		out := map[string]*smtptest.Server{}
-		first := smtptest.Start(t, net.JoinHostPort(addrs[0], "0"), scripts[addrs[0]])
-		out[addrs[0]] = first
-		ok := true
-		for _, a := range addrs[1:] {
-			ln, err := net.Listen("tcp", net.JoinHostPort(a, first.Port))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if !ok {
-			first.Close()
-			continue
-		}
-		for _, a := range addrs[1:] {
-			out[a] = smtptest.Start(t, net.JoinHostPort(a, first.Port), scripts[a])
-		}
-		return first.Port, out
-	}
-	t.Fatal("no common free port")
-	return "", nil
+	return smtptest.StartSamePort(t, scripts, addrs...)
 }
 
 func tlsScript(c tls.Certificate) smtptest.Script {

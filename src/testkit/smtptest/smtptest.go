@@ -511,3 +511,35 @@ func (s *Server) readBody(c *conn, m *Message) bool {
 		}
 	}
 }
+
+// StartSamePort starts a server with its script at each address, all on
+// one port (a test's MX hosts share the port the chain is told to use),
+// and returns the port and the servers by address. A port free on the
+// first address may be taken on another: bounded retries.
+func StartSamePort(t testing.TB, scripts map[string]Script, addrs ...string) (string, map[string]*Server) {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		out := map[string]*Server{}
+		first := Start(t, net.JoinHostPort(addrs[0], "0"), scripts[addrs[0]])
+		out[addrs[0]] = first
+		ok := true
+		for _, a := range addrs[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(a, first.Port))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if !ok {
+			first.Close()
+			continue
+		}
+		for _, a := range addrs[1:] {
+			out[a] = Start(t, net.JoinHostPort(a, first.Port), scripts[a])
+		}
+		return first.Port, out
+	}
+	t.Fatal("no common free port")
+	return "", nil
+}
