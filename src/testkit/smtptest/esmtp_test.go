@@ -54,8 +54,11 @@ func TestSessions(t *testing.T) {
 // TestLatency: each turnaround costs Script.Latency.
 func TestLatency(t *testing.T) {
 	srv := Start(t, "127.0.0.1:0", Script{Latency: 50 * time.Millisecond})
-	c := dial(t, srv.Addr)
+	// From before the dial: the server's first wait starts when it has
+	// written the greeting, which can come before a clock read after
+	// the dial on a busy machine.
 	start := time.Now()
+	c := dial(t, srv.Addr)
 	c.reply()
 	c.cmd("EHLO a.example.test")
 	c.cmd("NOOP")
