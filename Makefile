@@ -112,20 +112,24 @@ install-bin: $(addprefix $(BUILDDIR)/,$(BIN_TARGETS)) install-libexec
 	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
 	@$(call link_progs,$(BIN_TARGETS),$(BINDIR),$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
 
-# QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6: the
-# qmailr user (qmail-remote runs as qmailr) must be able to write there.
+# QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6, and
+# in mta-sts/ and tlsrpt/ the MTA-STS policies and the TLS reports' log:
+# the qmailr user (qmail-remote runs as qmailr) must be able to write
+# there (made here, so that a first run by root cannot make them root's).
 # The ids are applied only by root installing into the live system: under
 # DESTDIR the ids may not exist yet on the build host, and packagers set the
 # owner in their post-install step (see INSTALL).
 install-rundir:
 	install -d -m 0755 '$(DESTDIR)$(QMAILRUNDIR)'
-	install -d -m 0755 '$(DESTDIR)$(QMAILRUNDIR)/qmail-remote'
+	install -d -m 0755 '$(DESTDIR)$(QMAILRUNDIR)/qmail-remote' \
+	  '$(DESTDIR)$(QMAILRUNDIR)/qmail-remote/mta-sts' '$(DESTDIR)$(QMAILRUNDIR)/qmail-remote/tlsrpt'
 	@if test -n '$(DESTDIR)' ; then \
 	  echo 'note: DESTDIR is set: not changing the owner of $(QMAILRUNDIR)/qmail-remote; make it $(QMAILR_UID):$(QMAILR_GID) when installing the package' ; \
 	elif test "$$(id -u)" != 0 ; then \
 	  echo 'warning: not root: not changing the owner of $(QMAILRUNDIR)/qmail-remote; run chown $(QMAILR_UID):$(QMAILR_GID) $(QMAILRUNDIR)/qmail-remote as root' 1>&2 ; \
 	else \
-	  chown '$(QMAILR_UID):$(QMAILR_GID)' '$(QMAILRUNDIR)/qmail-remote' || { \
+	  chown '$(QMAILR_UID):$(QMAILR_GID)' '$(QMAILRUNDIR)/qmail-remote' \
+	    '$(QMAILRUNDIR)/qmail-remote/mta-sts' '$(QMAILRUNDIR)/qmail-remote/tlsrpt' || { \
 	    echo 'fatal: cannot chown $(QMAILR_UID):$(QMAILR_GID) $(QMAILRUNDIR)/qmail-remote: does the qmailr user exist? (./configure --with-qmailr-ids=uid:gid)' 1>&2 ; exit 1 ; } ; \
 	fi
 

@@ -2,7 +2,9 @@ BIN_TARGETS := \
 qmail-remote \
 qmail-newsmtproutes \
 qmail-newtlspolicy \
-qmail-remote-probe
+qmail-remote-probe \
+qmail-remote-mtasts \
+qmail-remote-tlsrpt
 
 LIBEXEC_TARGETS := \
 qmail-remote-routes \

@@ -4,7 +4,11 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"path/filepath"
+	"slices"
 	"testing"
+
+	"qmail-remote-go/src/internal/tlsrpt"
 
 	"qmail-remote-go/src/testkit/smtptest"
 	"qmail-remote-go/src/testkit/tlstest"
@@ -63,6 +67,13 @@ func TestDANE(t *testing.T) {
 		if m := srv["127.0.0.1"].Messages(); len(m) != 0 {
 			t.Errorf("mx1 got %+v", m)
 		}
+		// Both sessions are in the TLS reports' log (RFC 8460), under
+		// the policy type tlsa with each host's records.
+		h.expectTLSRPT(t,
+			tlsrpt.Record{Domain: "example.test", PolicyType: "tlsa", PolicyStrings: []string{"3 1 1 " + other},
+				MXHost: "mx1.example.test", IP: "127.0.0.1", Result: "tlsa-invalid"},
+			tlsrpt.Record{Domain: "example.test", PolicyType: "tlsa", PolicyStrings: []string{"3 1 1 " + spki[1]},
+				MXHost: "mx2.example.test", IP: "127.0.0.2", Result: "success"})
 	})
 	t.Run("mismatch everywhere", func(t *testing.T) {
 		h, srv, tlsa, _ := daneWorld(t, "example.test:dane\n")
@@ -98,4 +109,31 @@ func TestDANE(t *testing.T) {
 			t.Errorf("mx1 got %+v", m)
 		}
 	})
+}
+
+// expectTLSRPT checks the TLS reports' log of the home: the records in
+// order, compared on the fields given (Time, SendingIP and Reason aside,
+// which vary; Reason must be set for a failure).
+func (h *home) expectTLSRPT(t *testing.T, want ...tlsrpt.Record) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(h.dir, "run", tlsrpt.Subdir, "*"))
+	var got []tlsrpt.Record
+	for _, f := range files {
+		rs, bad, err := tlsrpt.Read(f)
+		if err != nil || bad != 0 {
+			t.Fatalf("reading %s: %v, %d bad lines", f, err, bad)
+		}
+		got = append(got, rs...)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("the TLS reports' log has %d records, want %d: %+v", len(got), len(want), got)
+	}
+	for i, g := range got {
+		w := want[i]
+		if g.Domain != w.Domain || g.PolicyType != w.PolicyType || !slices.Equal(g.PolicyStrings, w.PolicyStrings) ||
+			g.MXHost != w.MXHost || g.IP != w.IP || g.Result != w.Result || (g.Result != "success") != (g.Reason != "") ||
+			g.SendingIP == "" {
+			t.Errorf("record %d: %+v\nwant %+v", i, g, w)
+		}
+	}
 }

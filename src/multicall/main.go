@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"qmail-remote-go/src/internal/chain"
@@ -13,10 +14,12 @@ import (
 	"qmail-remote-go/src/qmail-remote"
 	"qmail-remote-go/src/qmail-remote-connect"
 	"qmail-remote-go/src/qmail-remote-io"
+	"qmail-remote-go/src/qmail-remote-mtasts"
 	"qmail-remote-go/src/qmail-remote-probe"
 	"qmail-remote-go/src/qmail-remote-resolve"
 	"qmail-remote-go/src/qmail-remote-routes"
 	"qmail-remote-go/src/qmail-remote-tlsio"
+	"qmail-remote-go/src/qmail-remote-tlsrpt"
 )
 
 func main() {
@@ -29,5 +32,19 @@ func main() {
 	chain.Register("qmail-remote-io", qmailremoteio.Main)
 	chain.Register("qmail-remote-tlsio", qmailremotetlsio.Main)
 	chain.Register("qmail-remote-probe", qmailremoteprobe.Main)
+	chain.Register("qmail-remote-mtasts", qmailremotemtasts.Main)
+	chain.Register("qmail-remote-tlsrpt", qmailremotetlsrpt.Main)
+	qmailremotetlsrpt.Post = post
 	os.Exit(chain.Main(os.Args))
+}
+
+// post sends a TLS report over HTTPS (RFC 8460 3), checked against the
+// trust anchors of the qmail home (control/trustanchors).
+func post(ctx context.Context, host, path, contentType string, body []byte) (int, error) {
+	c, err := qmailremotemtasts.HTTPSClient()
+	if err != nil {
+		return 0, err
+	}
+	r, err := c.Post(ctx, host, path, contentType, body)
+	return r.Status, err
 }

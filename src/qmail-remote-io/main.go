@@ -45,6 +45,7 @@ import (
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
 	"qmail-remote-go/src/internal/tlsio"
+	"qmail-remote-go/src/internal/tlsrpt"
 
 	"qmail-remote-go/src/internal/say"
 )
@@ -86,6 +87,7 @@ type config struct {
 	clientKey     string
 	tlsStrictness string // for the report texts; "" when unset
 	tlsLevel      string // QMAILREMOTE_TLSLEVEL, for the report texts
+	sts           string // QMAILREMOTE_STS: the destination's MTA-STS mode, for the report texts
 	mxName        string // the server's name, for SNI and verification
 	timeoutTLS    time.Duration
 
@@ -320,6 +322,7 @@ func readTLSPolicy(cfg *config, die func(error)) {
 	// them, so anything else is a broken environment. A level may go
 	// without them; the handshake needs them at verify (tlsConfig).
 	cfg.tlsLevel = os.Getenv(chainenv.TLSLevel)
+	cfg.sts = os.Getenv(chainenv.STS)
 	cfg.trustAnchors = os.Getenv(chainenv.TrustAnchors)
 	if cfg.trustAnchors == "" && cfg.tlsLevel == "" {
 		die(&chainenv.Error{Name: chainenv.TrustAnchors, Reason: "must be set when " + chainenv.TLS + " is " + cfg.tlsMode})
@@ -604,6 +607,20 @@ func withTLSLine(text, tl string) string {
 	return text + tl
 }
 
+// reportNoSTARTTLS records, for TLS reports, a server that does not offer
+// STARTTLS under a policy (MTA-STS, whatever its mode, or DANE).
+func (s *session) reportNoSTARTTLS() {
+	if s.cfg.sts == "" && s.cfg.tlsLevel != chainenv.LevelDANE {
+		return
+	}
+	var c tlsio.Config
+	var err error
+	if c.Server, err = tlsio.ParseServer(s.cfg.mxName); err != nil || c.ReadPolicy() != nil {
+		return // the handshake would end the program on the same error
+	}
+	c.Report(s.cfg.ip, nil, tlsrpt.StartTLSNotSupported, "the server does not offer STARTTLS")
+}
+
 // startTLS does STARTTLS in the first run with QMAILREMOTE_TLS try or
 // require (RFC 3207, doc/chain.md "STARTTLS"). It returns only when the
 // session does not go on under TLS: giveUp false means cleartext, else o
@@ -615,12 +632,15 @@ func (s *session) startTLS() (o outcome, quit, giveUp bool) {
 	switch {
 	case s.cfg.tlsLevel == chainenv.LevelDANE:
 		strictness = " (DANE: the server has TLSA records)"
+	case s.cfg.tlsLevel == chainenv.LevelVerify && s.cfg.sts == "enforce":
+		strictness = " (MTA-STS: the destination's policy is enforce)"
 	case s.cfg.tlsLevel != "":
 		strictness = " (control/tlspolicy: " + s.cfg.tlsLevel + ")"
 	case s.cfg.tlsStrictness != "":
 		strictness = " (tlsstrictness " + s.cfg.tlsStrictness + ")"
 	}
 	if !s.ext.Has("STARTTLS") {
+		s.reportNoSTARTTLS()
 		if !require {
 			return outcome{}, false, false
 		}

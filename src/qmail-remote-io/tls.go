@@ -110,10 +110,13 @@ func (s *session) handshake() (outcome, bool) {
 	if err := conn.Handshake(); err != nil {
 		s.tlsFailed = true
 		why := tlsio.Reason(err, c, s.cfg.timeoutTLS, time.Now())
+		c.Report(s.cfg.ip, nil, tlsio.ResultType(err), why)
 		return outcome{report.Temporary, fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", s.cfg.ip, why)}, false
 	}
 	raw.SetDeadline(time.Time{})
-	p := tlsio.ParamsOf(conn.ConnectionState(), &c)
+	cs := conn.ConnectionState()
+	c.Report(s.cfg.ip, &cs, tlsio.ResultType(nil), "")
+	p := tlsio.ParamsOf(cs, &c)
 	s.tlsConn = &tlsio.TLSConn{Conn: conn, Raw: raw, Batch: batch}
 	s.r, s.w = s.tlsConn, s.tlsConn
 	s.br = bufio.NewReaderSize(s.r, 4096)

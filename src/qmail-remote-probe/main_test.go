@@ -459,7 +459,7 @@ func TestJSONFields(t *testing.T) {
 			}
 		}
 	}
-	has(m, "result", "version", "destination", "route", "policy", "ended", "mx", "candidates", "probed", "dane_hosts", "hosts", "mx_not_candidates", "notes")
+	has(m, "result", "version", "destination", "route", "policy", "ended", "mx", "candidates", "probed", "dane_hosts", "mta_sts", "hosts", "mx_not_candidates", "notes")
 	has(m["route"].(map[string]any), "route", "relay", "relay_source", "port", "port_source", "auth")
 	has(m["policy"].(map[string]any), "policy", "level", "level_source", "file_level", "key", "match", "pins", "tlsstrictness", "trustanchors", "why")
 	hosts := m["hosts"].([]any)

@@ -95,6 +95,15 @@ func render(r *Result) string {
 		v += "\nMX hosts not among them: " + strings.Join(r.NotCandidates, " ")
 	}
 	p.line(0, "candidates", v)
+	if s := r.STS; s != nil {
+		v := s.Mode + ": "
+		if s.Mode == "enforce" {
+			v += "only the MX hosts the policy names, each verified as at verify"
+		} else {
+			v += "delivery as usual; failures are only reported (TLS reports)"
+		}
+		p.line(0, "MTA-STS", v+"\n"+strings.Join(s.Policy, "\n"))
+	}
 	notes(p, r.Notes)
 	for _, h := range r.Hosts {
 		renderHost(p, &h)

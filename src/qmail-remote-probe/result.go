@@ -27,12 +27,21 @@ type Result struct {
 	// DANEHosts lists the hosts qmail-remote-resolve found DNSSEC-secure
 	// TLSA records for (QMAILREMOTE_DANE).
 	DANEHosts []string `json:"dane_hosts"`
-	Hosts     []Host   `json:"hosts"`
+	// STS is the destination's MTA-STS policy as qmail-remote-resolve
+	// applied it; nil when none applies (doc/mta-sts.md).
+	STS   *STS   `json:"mta_sts"`
+	Hosts []Host `json:"hosts"`
 	// NotCandidates are MX hosts of the probe's own lookup that are not
 	// among the candidates (no usable address, the ipme rule, or set
 	// aside for DANE).
 	NotCandidates []string `json:"mx_not_candidates"`
 	Notes         []string `json:"notes"`
+}
+
+// STS is an MTA-STS policy (RFC 8461) that applies to the delivery.
+type STS struct {
+	Mode   string   `json:"mode"`   // enforce or testing
+	Policy []string `json:"policy"` // its lines
 }
 
 // Route is where the mail goes.

@@ -213,6 +213,9 @@ func (s *stage) run(max int) *Result {
 			res.DANEHosts = append(res.DANEHosts, c.Name)
 		}
 	}
+	if mode := os.Getenv(chainenv.STS); mode != "" {
+		res.STS = &STS{Mode: mode, Policy: strings.Split(os.Getenv(chainenv.STSPolicy), "\n")}
+	}
 	if n := len(s.candidates) - len(probe); n > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d more candidates not probed (-n %d)", n, max))
 	}

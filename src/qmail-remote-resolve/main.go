@@ -75,6 +75,13 @@ func Main(args []string) chain.Next {
 		}
 	}
 
+	// MTA-STS (doc/mta-sts.md): for a destination whose TLS this
+	// policy may raise, with trust anchors to check the policy server
+	// and the MX hosts against.
+	if stsApplies(relay) {
+		req.STS = stsLookup(client)
+	}
+
 	out := resolve.Resolve(context.Background(), client, req)
 	if out.Letter != 0 {
 		return chain.Final(prog, out.Letter, out.Text)
@@ -87,5 +94,6 @@ func Main(args []string) chain.Next {
 	} else {
 		os.Unsetenv(chainenv.DANE)
 	}
+	stsEnv(out.STS)
 	return chain.Exec(args[1:])
 }

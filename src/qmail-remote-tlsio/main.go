@@ -179,11 +179,14 @@ func handshake(st settings, raw net.Conn) (*tls.Conn, tlsio.Params) {
 	err := conn.Handshake()
 	if err != nil {
 		why := tlsio.Reason(err, st.cfg, st.timeoutConnect, time.Now())
+		st.cfg.Report(st.ip, nil, tlsio.ResultType(err), why)
 		writeReport(fmt.Sprintf("Connected to %s but the TLS handshake failed: %s. (#4.7.0)\n", st.ip, why))
 		chain.ExitNow(chain.ExitTLSFailed)
 	}
 	raw.SetDeadline(time.Time{})
-	return conn, tlsio.ParamsOf(conn.ConnectionState(), &st.cfg)
+	cs := conn.ConnectionState()
+	st.cfg.Report(st.ip, &cs, tlsio.ResultType(nil), "")
+	return conn, tlsio.ParamsOf(cs, &st.cfg)
 }
 
 // childEnv is ours minus the TLS inputs and any stale outputs, plus the

@@ -43,6 +43,10 @@ const (
 // AD bit qmail-remote-resolve trusts, besides those on loopback.
 const DNSSECResolvers = "QMAILREMOTE_DNSSECRESOLVERS"
 
+// Set by qmail-remote from control/mtasts: 1 when qmail-remote-resolve
+// looks for the destination's MTA-STS policy (RFC 8461, doc/mta-sts.md).
+const MTASTS = "QMAILREMOTE_MTASTS"
+
 // Set by qmail-remote-routes.
 const (
 	Relay = "QMAILREMOTE_RELAY"
@@ -70,6 +74,12 @@ const (
 	// The MX hosts that DANE applies to (FormatDANE), at the levels
 	// dane and dane-only.
 	DANE = "QMAILREMOTE_DANE"
+	// The destination's MTA-STS policy (RFC 8461) when one applies: its
+	// mode (enforce or testing), and its lines, newlines between, for
+	// TLS reports (RFC 8460). At enforce, qmail-remote-resolve has also
+	// raised TLSPolicy to verify and kept only the MX hosts it names.
+	STS       = "QMAILREMOTE_STS"
+	STSPolicy = "QMAILREMOTE_STSPOLICY"
 )
 
 // Set by qmail-remote-connect (with the UCSPI variables below).
@@ -118,6 +128,10 @@ const (
 
 // DNSCacheIP overrides /etc/resolv.conf's nameservers (djbdns convention).
 const DNSCacheIP = "DNSCACHEIP"
+
+// MTASTSPort overrides the port of MTA-STS policy servers (443), for
+// tests: a test cannot listen on 443 without root.
+const MTASTSPort = "MTASTSPORT"
 
 // Error is an invalid or missing variable.
 type Error struct {

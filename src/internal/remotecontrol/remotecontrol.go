@@ -33,6 +33,7 @@ type Controls struct {
 	DNSSECResolvers                           []netip.Addr // whose AD bit counts (DANE)
 	TrustAnchors, ClientCert, ClientKey       string
 	TLSStrictness                             int64
+	MTASTS                                    bool // control/mtasts: look for MTA-STS policies (default on)
 }
 
 // Locations settles the qmail home, run directory and libexec directory:
@@ -119,6 +120,11 @@ func Read() (c Controls, err error) {
 	if c.TLSStrictness, err = control.Int("control/tlsstrictness", 0, 0, 2); err != nil {
 		return c, err
 	}
+	sts, err := control.Int("control/mtasts", 1, 0, 1)
+	if err != nil {
+		return c, err
+	}
+	c.MTASTS = sts == 1
 	if err := checkTLSFiles(c); err != nil {
 		return c, err
 	}
@@ -218,6 +224,9 @@ func (c Controls) Env(set func(name, value string)) {
 	set(chainenv.ClientCert, c.ClientCert)
 	set(chainenv.ClientKey, c.ClientKey)
 	set(chainenv.TLSStrictness, strconv.FormatInt(c.TLSStrictness, 10))
+	if c.MTASTS {
+		set(chainenv.MTASTS, "1")
+	}
 }
 
 // requireAnchors is the check of tlsstrictness 2, which fails closed:

@@ -37,6 +37,9 @@ func TestReadDefaults(t *testing.T) {
 	if env["QMAILREMOTE_HELOHOST"] != "mx.example.test" || env["QMAILREMOTE_TIMEOUTREMOTE"] != "1200" {
 		t.Fatalf("Env: %v", env)
 	}
+	if env["QMAILREMOTE_MTASTS"] != "1" {
+		t.Fatalf("MTA-STS is on by default: %v", env)
+	}
 	if _, ok := env["QMAILREMOTE_DNSSECRESOLVERS"]; ok {
 		t.Fatalf("Env sets QMAILREMOTE_DNSSECRESOLVERS without control/dnssecresolvers: %v", env)
 	}
@@ -54,6 +57,7 @@ func TestReadEnv(t *testing.T) {
 		"notipme":         "0.0.0.0\n",
 		"dnssecresolvers": "192.0.2.53\n2001:db8::53\n",
 		"timeoutdns":      "7\n",
+		"mtasts":          "0\n",
 	})
 	c, err := Read()
 	if err != nil {
@@ -62,6 +66,9 @@ func TestReadEnv(t *testing.T) {
 	env := map[string]string{}
 	c.Env(func(k, v string) { env[k] = v })
 	ipme := " " + env["QMAILREMOTE_IPME"] + " "
+	if _, on := env["QMAILREMOTE_MTASTS"]; on {
+		t.Fatalf("control/mtasts is 0, but Env sets QMAILREMOTE_MTASTS: %v", env)
+	}
 	if env["QMAILREMOTE_HELOHOST"] != "out.example.test" || env["QMAILREMOTE_TIMEOUTDNS"] != "7" ||
 		env["QMAILREMOTE_DNSSECRESOLVERS"] != "192.0.2.53 2001:db8::53" ||
 		!strings.Contains(ipme, " 192.0.2.9 ") || strings.Contains(ipme, " 0.0.0.0 ") {
@@ -78,6 +85,7 @@ func TestReadErrors(t *testing.T) {
 	}{
 		{"no name", map[string]string{}, "neither control/me nor control/helohost"},
 		{"bad timeout", map[string]string{"me": "a.test\n", "timeoutremote": "0\n"}, "control/timeoutremote"},
+		{"bad mtasts", map[string]string{"me": "a.test\n", "mtasts": "yes\n"}, "control/mtasts"},
 		{"bad resolver", map[string]string{"me": "a.test\n", "dnssecresolvers": "resolver.test\n"}, "control/dnssecresolvers"},
 		{"cert without key", map[string]string{"me": "a.test\n", "clientcert": "/nonexistent/cert.pem\n"}, "control/clientcert is set but control/clientkey is not"},
 		{"missing anchors file", map[string]string{"me": "a.test\n", "trustanchors": "/nonexistent/ca.pem\n"}, "control/trustanchors names /nonexistent/ca.pem"},

@@ -57,6 +57,12 @@ type Request struct {
 	// Port is the TCP port the TLSA records are for (_PORT._tcp); 0
 	// means 25.
 	Port int
+	// STS, when set, looks for the destination's MTA-STS policy (RFC
+	// 8461): its _mta-sts TXT record is asked at the same time as the MX
+	// (never for a relay or an address literal), and STS gets what came
+	// back and returns the policy that applies, nil for none. It fetches
+	// or reads its cache itself, bounded by ctx.
+	STS func(ctx context.Context, txt STSRecord) *STSPolicy
 }
 
 // Outcome is either candidates (Letter 0) or a message report.
@@ -64,7 +70,10 @@ type Outcome struct {
 	Candidates []chainenv.Candidate
 	// DANE lists the candidates' hosts with secure TLSA records, at most
 	// one entry per host name.
-	DANE   []chainenv.DANEHost
+	DANE []chainenv.DANEHost
+	// STS is the MTA-STS policy that applies (enforce or testing), nil
+	// for none. At enforce, the candidates are the hosts it names.
+	STS    *STSPolicy
 	Letter byte   // 0, report.Temporary or report.Permanent
 	Text   string // the report text when Letter is set
 }
@@ -190,6 +199,9 @@ type delivery struct {
 	temp       bool
 	dane       []chainenv.DANEHost
 	daneAside  []string // hosts DANE set aside, and why
+	sts        *STSPolicy
+	stsAside   []string // hosts an enforce policy does not name
+	stsNone    bool     // and none is left
 }
 
 type cand struct {
@@ -276,6 +288,10 @@ func (d *delivery) mx() Outcome {
 	if d.req.DANE {
 		self.tlsa = d.start(spec, d.tlsaName(host), dns.TypeTLSA)
 	}
+	var sts *pending
+	if d.req.STS != nil {
+		sts = d.start(d.ctx, stsName(host), dns.TypeTXT)
+	}
 
 	mx := mxq.wait()
 	switch mx.Kind {
@@ -289,6 +305,7 @@ func (d *delivery) mx() Outcome {
 		// the MX is secure, as are the addresses (daneOf).
 		ts := []*target{self}
 		d.applyDANE(ts, mx.Secure, host+" MX (none)")
+		d.applySTS(sts, ts)
 		return d.finish(d.collect(ts))
 	}
 
@@ -348,6 +365,7 @@ func (d *delivery) mx() Outcome {
 		cancelSpec()
 	}
 	d.applyDANE(targets, mx.Secure, host+" MX")
+	d.applySTS(sts, targets)
 	return d.finish(d.collect(targets))
 }
 
@@ -412,6 +430,9 @@ func (d *delivery) collect(ts []*target) []cand {
 // than the best such one are kept, and none left is D (perm_ambigmx).
 func (d *delivery) finish(cs []cand) Outcome {
 	if len(cs) == 0 {
+		if d.stsNone {
+			return d.stsRefused()
+		}
 		if d.temp {
 			return d.temporary(d.tempDetail)
 		}
@@ -437,7 +458,7 @@ func (d *delivery) finish(cs []cand) Outcome {
 		}
 		return permanent("%s", TextAmbiguousMX)
 	}
-	return Outcome{Candidates: out, DANE: d.daneFor(out)}
+	return Outcome{Candidates: out, DANE: d.daneFor(out), STS: d.sts}
 }
 
 // daneFor keeps the DANE entries of hosts that still have candidates.
@@ -484,7 +505,7 @@ func (d *delivery) relay() Outcome {
 		for i, c := range cs {
 			out[i] = c.Candidate
 		}
-		return Outcome{Candidates: out, DANE: d.daneFor(out)}
+		return Outcome{Candidates: out, DANE: d.daneFor(out), STS: d.sts}
 	}
 	if d.temp {
 		return d.temporary(d.tempDetail)

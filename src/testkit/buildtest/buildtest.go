@@ -14,7 +14,8 @@ import (
 
 // Programs are the names of the multicall binary (src/multicall).
 var Programs = []string{"qmail-remote", "qmail-newsmtproutes", "qmail-newtlspolicy", "qmail-remote-routes",
-	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io", "qmail-remote-tlsio", "qmail-remote-probe"}
+	"qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io", "qmail-remote-tlsio", "qmail-remote-probe",
+	"qmail-remote-mtasts", "qmail-remote-tlsrpt"}
 
 // Main builds the multicall binary into a fresh temporary directory, as
 // qmail-remote with every other program's name a hard link to it (as
