@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"qmail-remote-go/src/internal/mtasts"
 	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/testkit/dnstest"
 	"qmail-remote-go/src/testkit/smtptest"
@@ -570,5 +571,35 @@ func TestSMTPS(t *testing.T) {
 		if strings.HasPrefix(strings.ToUpper(l), "AUTH") || strings.Contains(l, "secret") {
 			t.Errorf("the server got %q", l)
 		}
+	}
+}
+
+// TestMTASTS: with a cached enforce policy (the TXT record's id is the
+// cached one, so nothing is fetched), the probe shows the policy, only
+// the MX host it names, and that host at level verify.
+func TestMTASTS(t *testing.T) {
+	w := newWorld(t, nil)
+	w.anchors()
+	w.dns.Add(`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=5"`)
+	text := "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 3600\n"
+	p, err := mtasts.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c := mtasts.Cache{Dir: filepath.Join(w.home, "run", "qmail-remote", "mta-sts")}
+	if err := c.Put(mtasts.Entry{Domain: "example.test", ID: "5", Fetched: now, Expires: now.Add(time.Hour), Policy: p}); err != nil {
+		t.Fatal(err)
+	}
+	r := w.probe("example.test")
+	if r.STS == nil || r.STS.Mode != "enforce" || strings.Join(r.STS.Policy, "|") != "version: STSv1|mode: enforce|mx: mx1.example.test|max_age: 3600" {
+		t.Fatalf("mta_sts %+v", r.STS)
+	}
+	if r.Candidates != 1 || len(r.Hosts) != 1 || r.Hosts[0].Name != "mx1.example.test" || r.Hosts[0].Level != "verify" {
+		t.Errorf("candidates %d, hosts %+v: want mx1.example.test only, at verify", r.Candidates, r.Hosts)
+	}
+	out, _, code := w.run("example.test")
+	if code != 0 || !strings.Contains(out, "MTA-STS") || !strings.Contains(out, "enforce: only the MX hosts the policy names") {
+		t.Errorf("text output (exit %d) without the policy:\n%s", code, out)
 	}
 }
