@@ -1,14 +1,19 @@
 package chaintest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -163,4 +168,50 @@ func TestMTASTS(t *testing.T) {
 			t.Errorf("control/mtasts is 0, but the policy was fetched %d times", n)
 		}
 	})
+}
+
+// TestMTASTSCost measures (it asserts nothing about time) what MTA-STS
+// adds to a delivery whose policy is cached and fresh: pairs of
+// deliveries to the same world, control/mtasts 1 then 0, each the CPU
+// time (user+system) and wall time of qmail-remote, whose process runs
+// the whole chain. Run it by hand:
+//
+//	BENCH_MTASTS=200 go test -count=1 -v -run TestMTASTSCost ./src/chaintest/
+func TestMTASTSCost(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("BENCH_MTASTS"))
+	if n <= 0 {
+		t.Skip("a measurement, not a test: BENCH_MTASTS=N runs N pairs of deliveries")
+	}
+	w := newSTSWorld(t, enforceMX1)
+	w.h.run(sample, "example.test", "a@client.example.test", rcpt).expect(t, 'K', "127.0.0.1 accepted message.")
+	msg := filepath.Join(t.TempDir(), "msg")
+	os.WriteFile(msg, []byte(sample), 0o644)
+	one := func(on string) (cpu, wall time.Duration) {
+		w.h.control("mtasts", on+"\n")
+		f, err := os.Open(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd := exec.Command(filepath.Join(bin, "qmail-remote"), "example.test", "a@client.example.test", rcpt)
+		cmd.Stdin = f
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "QMAILREMOTE_QMAILHOME=" + w.h.dir, "QMAILREMOTE_LIBEXECDIR=" + w.h.libx}, w.h.env...)
+		start := time.Now()
+		out, err := asRspawn(cmd, 60*time.Second)
+		wall = time.Since(start)
+		if err != nil || !bytes.Contains(out, []byte("K127.0.0.1 accepted message.")) {
+			t.Fatalf("control/mtasts %s: %q %v", on, out, err)
+		}
+		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), wall
+	}
+	var cpuOn, cpuOff, wallOn, wallOff []time.Duration
+	for range n {
+		c, wl := one("1")
+		cpuOn, wallOn = append(cpuOn, c), append(wallOn, wl)
+		c, wl = one("0")
+		cpuOff, wallOff = append(cpuOff, c), append(wallOff, wl)
+	}
+	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+	t.Logf("%d pairs; median CPU: MTA-STS cached %v, off %v; median wall: %v, %v; policy fetches %d",
+		n, med(cpuOn), med(cpuOff), med(wallOn), med(wallOff), w.fetches.Load())
 }
