@@ -59,6 +59,8 @@ func Main(args []string) chain.Next {
 		if domains, err = env.cache.Domains(); err != nil && !errors.Is(err, os.ErrNotExist) {
 			chain.Die(chain.ExitSystem, prog, "unable to list the cached policies in %s: %v", env.cache.Dir, err)
 		}
+		// What writers killed mid-write left behind.
+		env.cache.Clean(time.Hour)
 	}
 	failed := false
 	for _, d := range domains {

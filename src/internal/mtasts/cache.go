@@ -306,3 +306,32 @@ func (c Cache) Domains() ([]string, error) {
 	}
 	return domains, nil
 }
+
+// Clean removes what a writer killed mid-Put left behind: temporary
+// files older than age (a live Put renames its file within moments).
+// It returns how many it removed.
+func (c Cache) Clean(age time.Duration) (int, error) {
+	dir, err := c.dir()
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("MTA-STS cache: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if info, err := e.Info(); err == nil && c.now().Sub(info.ModTime()) > age {
+			if os.Remove(filepath.Join(dir, e.Name())) == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}

@@ -268,3 +268,28 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Errorf("temporary files left: %q", names)
 	}
 }
+
+// TestCacheClean: only temporary files older than the age go.
+func TestCacheClean(t *testing.T) {
+	now := time.Now()
+	c := Cache{Dir: t.TempDir(), Now: func() time.Time { return now }}
+	old := filepath.Join(c.Dir, tmpPrefix+"old")
+	fresh := filepath.Join(c.Dir, tmpPrefix+"fresh")
+	for _, p := range []string{old, fresh, filepath.Join(c.Dir, "example.test")} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chtimes(old, now.Add(-2*time.Hour), now.Add(-2*time.Hour))
+	if n, err := c.Clean(time.Hour); n != 1 || err != nil {
+		t.Fatalf("Clean: %d %v", n, err)
+	}
+	for p, want := range map[string]bool{old: false, fresh: true, filepath.Join(c.Dir, "example.test"): true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", p, err == nil, want)
+		}
+	}
+	if n, err := (Cache{Dir: filepath.Join(c.Dir, "none")}).Clean(time.Hour); n != 0 || err != nil {
+		t.Errorf("no directory: %d %v", n, err)
+	}
+}
