@@ -3,15 +3,12 @@ package chaintest
 import (
 	"bytes"
 	"crypto/tls"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 	"qmail-remote-go/src/internal/tlsrpt"
 	"qmail-remote-go/src/testkit/dnstest"
 	"qmail-remote-go/src/testkit/smtptest"
+	"qmail-remote-go/src/testkit/ststest"
 	"qmail-remote-go/src/testkit/tlstest"
 )
 
@@ -30,17 +28,15 @@ import (
 // on 127.0.0.3 (an HTTPS server with a certificate from the test CA,
 // on the port MTASTSPORT names).
 type stsWorld struct {
-	h       *home
-	dns     *dnstest.Server
-	srv     map[string]*smtptest.Server
-	policy  atomic.Value // the policy text served
-	fetches atomic.Int32
+	h   *home
+	dns *dnstest.Server
+	srv map[string]*smtptest.Server
+	web *ststest.Server
 }
 
 func newSTSWorld(t *testing.T, policy string) *stsWorld {
 	t.Helper()
 	w := &stsWorld{}
-	w.policy.Store(policy)
 	leaf1 := testCA.Issue(t, tlstest.Leaf{DNSNames: []string{"mx1.example.test"}})
 	leaf2 := testCA.Issue(t, tlstest.Leaf{DNSNames: []string{"elsewhere.test"}})
 	port, srv := servers(t, map[string]smtptest.Script{
@@ -56,24 +52,8 @@ func newSTSWorld(t *testing.T, policy string) *stsWorld {
 		`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=1;"`)
 	h.control("trustanchors", tlstest.WriteBundle(t, t.TempDir(), testCA)+"\n")
 
-	web := testCA.Issue(t, tlstest.Leaf{DNSNames: []string{"mta-sts.example.test"}})
-	ln, err := tls.Listen("tcp", "127.0.0.3:0", &tls.Config{Certificates: []tls.Certificate{web}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if host, _, _ := strings.Cut(r.Host, ":"); r.URL.Path != "/.well-known/mta-sts.txt" || host != "mta-sts.example.test" {
-			http.NotFound(rw, r)
-			return
-		}
-		w.fetches.Add(1)
-		rw.Header().Set("Content-Type", "text/plain")
-		rw.Write([]byte(w.policy.Load().(string)))
-	})}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	_, webPort, _ := net.SplitHostPort(ln.Addr().String())
-	h.env = append(h.env, "MTASTSPORT="+webPort)
+	w.web = ststest.Start(t, testCA, "127.0.0.3", "example.test", policy)
+	h.env = append(h.env, "MTASTSPORT="+w.web.Port)
 	return w
 }
 
@@ -89,7 +69,7 @@ func TestMTASTS(t *testing.T) {
 			"127.0.0.1 accepted message.", "certificate verified.")
 		// The cached policy: no second fetch for the same id.
 		w.h.run(sample, "example.test", "a@client.example.test", rcpt).expect(t, 'K', "127.0.0.1 accepted message.")
-		if n := w.fetches.Load(); n != 1 {
+		if n := w.web.Fetches.Load(); n != 1 {
 			t.Errorf("%d policy fetches, want 1 (then the cache)", n)
 		}
 		if _, err := os.Stat(filepath.Join(w.h.dir, "run/qmail-remote/mta-sts/example.test")); err != nil {
@@ -142,7 +122,7 @@ func TestMTASTS(t *testing.T) {
 		w.h.run(sample, "example.test", "a@client.example.test", rcpt).expect(t, 'K', "127.0.0.1 accepted message.")
 		// A new id, and the server now serves garbage: the fetch fails,
 		// the cached enforce policy stays.
-		w.policy.Store("this is not a policy\n")
+		w.web.Policy.Store("this is not a policy\n")
 		w.dns.Custom("_mta-sts.example.test", dns.TypeTXT, func(req *dns.Msg) *dns.Msg {
 			m := new(dns.Msg)
 			m.SetReply(req)
@@ -156,7 +136,7 @@ func TestMTASTS(t *testing.T) {
 		if m := w.srv["127.0.0.2"].Messages(); len(m) != 0 {
 			t.Errorf("backup.other.test, not named by the cached policy, got %+v", m)
 		}
-		if n := w.fetches.Load(); n != 2 {
+		if n := w.web.Fetches.Load(); n != 2 {
 			t.Errorf("%d policy fetches, want 2 (the new id)", n)
 		}
 	})
@@ -164,7 +144,7 @@ func TestMTASTS(t *testing.T) {
 		w := newSTSWorld(t, "version: STSv1\nmode: enforce\nmx: *.mail.example.test\nmax_age: 86400\n")
 		w.h.control("mtasts", "0\n")
 		w.h.run(sample, "example.test", "a@client.example.test", rcpt).expect(t, 'K', "127.0.0.1 accepted message.")
-		if n := w.fetches.Load(); n != 0 {
+		if n := w.web.Fetches.Load(); n != 0 {
 			t.Errorf("control/mtasts is 0, but the policy was fetched %d times", n)
 		}
 	})
@@ -213,5 +193,5 @@ func TestMTASTSCost(t *testing.T) {
 	}
 	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
 	t.Logf("%d pairs; median CPU: MTA-STS cached %v, off %v; median wall: %v, %v; policy fetches %d",
-		n, med(cpuOn), med(cpuOff), med(wallOn), med(wallOff), w.fetches.Load())
+		n, med(cpuOn), med(cpuOff), med(wallOn), med(wallOff), w.web.Fetches.Load())
 }

@@ -2,20 +2,17 @@ package qmailremotemtasts
 
 import (
 	"bytes"
-	"crypto/tls"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"qmail-remote-go/src/internal/mtasts"
 	"qmail-remote-go/src/testkit/buildtest"
 	"qmail-remote-go/src/testkit/dnstest"
+	"qmail-remote-go/src/testkit/ststest"
 	"qmail-remote-go/src/testkit/tlstest"
 )
 
@@ -27,35 +24,22 @@ func TestMain(m *testing.M) { buildtest.Main(m, &dir, nil) }
 // _mta-sts TXT record, and its policy server on 127.0.0.4 (HTTPS, a
 // certificate from the test CA) serving whatever policy holds.
 type testWorld struct {
-	t       *testing.T
-	home    string
-	env     []string
-	policy  atomic.Value
-	fetches atomic.Int32
+	t    *testing.T
+	home string
+	env  []string
+	web  *ststest.Server
 }
 
 func newTestWorld(t *testing.T) *testWorld {
 	w := &testWorld{t: t, home: t.TempDir()}
-	w.policy.Store("version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n")
 	ca := tlstest.NewCA(t, "mtasts test CA")
 	os.MkdirAll(filepath.Join(w.home, "control"), 0o755)
 	os.WriteFile(filepath.Join(w.home, "control", "me"), []byte("client.test\n"), 0o644)
 	os.WriteFile(filepath.Join(w.home, "control", "trustanchors"), []byte(tlstest.WriteBundle(t, t.TempDir(), ca)+"\n"), 0o644)
 	d := dnstest.Start(t)
 	d.Add(`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=7"`, "mta-sts.example.test. 60 IN A 127.0.0.4")
-	ln, err := tls.Listen("tcp", "127.0.0.4:0", &tls.Config{Certificates: []tls.Certificate{
-		ca.Issue(t, tlstest.Leaf{DNSNames: []string{"mta-sts.example.test"}})}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.fetches.Add(1)
-		rw.Header().Set("Content-Type", "text/plain")
-		rw.Write([]byte(w.policy.Load().(string)))
-	})}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	w.web = ststest.Start(t, ca, "127.0.0.4", "example.test", "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n")
+	port := w.web.Port
 	w.env = []string{"PATH=/usr/bin:/bin", "QMAILREMOTE_QMAILHOME=" + w.home, "DNSCACHEIP=" + d.Addr(), "MTASTSPORT=" + port}
 	return w
 }
@@ -100,7 +84,7 @@ func TestRefresh(t *testing.T) {
 		t.Fatalf("cache after the seed: %+v %v", e, err)
 	}
 	// No argument: every cached domain, fetched again.
-	w.policy.Store("version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 600\n")
+	w.web.Policy.Store("version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 600\n")
 	out, _, code = w.run()
 	if code != 0 || !strings.HasPrefix(out, "example.test: refreshed (same id), id 7, mode testing") {
 		t.Fatalf("refresh: %q %d", out, code)
@@ -113,7 +97,7 @@ func TestRefresh(t *testing.T) {
 		t.Fatalf("-q: %q %q %d", out, errs, code)
 	}
 	// A fetch that fails keeps the cached policy, and says so: 111.
-	w.policy.Store("not a policy\n")
+	w.web.Policy.Store("not a policy\n")
 	out, errs, code = w.run("-q")
 	if code != 111 || out != "" || !strings.Contains(errs, "example.test: the policy fetch failed: ") ||
 		!strings.Contains(errs, "the cached policy (testing) stays until ") {
@@ -122,7 +106,7 @@ func TestRefresh(t *testing.T) {
 	if e, err := w.cached(); err != nil || e.Policy.Mode != "testing" {
 		t.Fatalf("the cached policy did not stay: %+v %v", e, err)
 	}
-	if n := w.fetches.Load(); n != 4 {
+	if n := w.web.Fetches.Load(); n != 4 {
 		t.Errorf("%d fetches, want 4", n)
 	}
 }
