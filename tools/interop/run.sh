@@ -7,7 +7,7 @@
 # only addresses in use are documentation ones (192.0.2.0/24, 2001:db8::/32).
 #
 # Usage: tools/interop/run.sh [--selftest] [--keep] [--no-tls] [--no-size]
-#                             [--no-dane] [--realexec]
+#                             [--no-dane] [--no-sts] [--realexec]
 #   --selftest  check the test bed with a stand-in client (dig and a bash
 #               /dev/tcp SMTP client) instead of the chain: for when the
 #               chain does not build, or to tell a test-bed fault from a
@@ -33,6 +33,14 @@
 #               control/tlspolicy levels dane and dane-only. --no-tls
 #               leaves them out too. Without the signing tools (after
 #               trying to install them) they are skipped with a note.
+#   --no-sts    leave out the MTA-STS and TLS report cases (RFC 8461,
+#               RFC 8460), which run by default with the TLS cases: policy
+#               servers (openssl s_server on port 443, certificates from
+#               the test CA) for domains at enforce and testing, a policy
+#               server that answers 404 and one whose certificate does not
+#               name it, the chain's TLS report log checked line by line,
+#               and qmail-remote-tlsrpt's report mailed through the chain
+#               to Postfix and read back. --no-tls leaves them out too.
 #   --realexec  run the chain with QMAILREMOTE_REALEXEC=1: every stage a
 #               process of its own, as before the chain ran in one
 #               process (make check-interop runs both ways).
@@ -54,8 +62,11 @@ TLS=1
 SIZE=1
 REALEXEC=0
 DANE=1
+STS=1
 for a in "$@"; do
 	case $a in
+	--no-sts) STS=0 ;;
+	--sts) STS=1 ;;
 	--no-dane) DANE=0 ;;
 	--dane) DANE=1 ;;
 	--realexec) REALEXEC=1 ;;
@@ -75,8 +86,8 @@ for a in "$@"; do
 		;;
 	esac
 done
-# DANE needs STARTTLS.
-[ "$TLS" = 1 ] || DANE=0
+# DANE and MTA-STS need STARTTLS.
+[ "$TLS" = 1 ] || DANE=0 STS=0
 
 if [ "$(id -u)" != 0 ]; then
 	echo "SKIP: needs root (network namespaces, MTAs listening on port 25)"
@@ -101,7 +112,8 @@ NS_PF=$P-postfix
 NS_EX=$P-exim
 NS_OS=$P-smtpd
 NS_AUTH=$P-auth
-ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_OS $NS_AUTH $NS_BR"
+NS_STS=$P-sts
+ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_OS $NS_AUTH $NS_STS $NS_BR"
 
 # Addresses: documentation ranges only (RFC 5737, RFC 3849).
 CL4=192.0.2.10 CL6=2001:db8::10
@@ -120,6 +132,11 @@ BH6_BYTES="32 1 13 184 0 0 0 0 0 0 0 0 0 0 0 40"
 # REFUSED): the name server of a delegation whose lookups fail.
 AUTH4=192.0.2.54 AUTH6=2001:db8::54
 REF4=192.0.2.55 REF6=2001:db8::55
+# The MTA-STS cases: the policy servers (openssl s_server on port 443),
+# one per policy: the enforce policy on STS4 and STS6, the testing one on
+# STST4, and on STSN4 a server that answers 404.
+STS4=192.0.2.80 STS6=2001:db8::80
+STST4=192.0.2.81 STSN4=192.0.2.82
 
 T=
 PIDS=
@@ -292,6 +309,7 @@ done
 
 PROGS="qmail-remote qmail-newsmtproutes qmail-remote-routes qmail-remote-resolve qmail-remote-connect qmail-remote-io"
 [ "$TLS" = 0 ] || PROGS="$PROGS qmail-remote-tlsio"
+[ "$STS" = 0 ] || PROGS="$PROGS qmail-remote-tlsrpt"
 BIN=$T/bin
 mkdir -p "$BIN"
 if [ "$SELFTEST" = 0 ]; then
@@ -338,6 +356,11 @@ if [ "$DANE" = 1 ]; then
 	host_ns "$NS_AUTH" "$AUTH4" "$AUTH6" auth
 	ip -n "$NS_AUTH" addr add "$REF4/24" dev eth0
 	ip -n "$NS_AUTH" addr add "$REF6/64" dev eth0 nodad
+fi
+if [ "$STS" = 1 ]; then
+	host_ns "$NS_STS" "$STS4" "$STS6" sts
+	ip -n "$NS_STS" addr add "$STST4/24" dev eth0
+	ip -n "$NS_STS" addr add "$STSN4/24" dev eth0
 fi
 # The blackhole: OpenSMTPD listens on BH4 and BH6 too, but its host's
 # firewall drops every packet to their port 25 (counted, so a case can tell
@@ -403,6 +426,14 @@ tls_cert() { # name sans [usage [key]]
 chown Debian-exim "$TD/mx-exim.test.key"
 # The client certificate's key: qmail-remote runs as nobody.
 chown nobody "$TD/client.test.key"
+# The MTA-STS policy servers' certificate (6c): mta-sts.DOMAIN of every
+# policy domain but sts-webpki.test, whose policy server (the enforce one)
+# therefore fails verification.
+STS_DOMAINS="sts-enforce.test sts-nomx.test sts-badcert.test sts-next.test sts-testing.test sts-fetchfail.test"
+if [ "$STS" = 1 ]; then
+	tls_cert mta-sts.test "$(for d in $STS_DOMAINS; do printf 'DNS:mta-sts.%s,' "$d"; done | sed 's/,$//')" ||
+		die "openssl failed: $(cat "$TD/openssl.log")"
+fi
 
 # ---------------------------------------------------------------------------
 # 4. DNS: unbound answering from local data only. "." is a static local zone,
@@ -652,6 +683,38 @@ EOF
 		"$CL6 client.test" "$PF6 mx-postfix.test" "$EX6 mx-exim.test" "$OS6 mx-smtpd.test"; do
 		printf '\tlocal-data-ptr: "%s"\n' "$pair"
 	done
+	if [ "$STS" = 1 ]; then
+		# The MTA-STS cases (6c): each domain's MX, its policy server
+		# (mta-sts.DOMAIN) and its _mta-sts TXT record; sts-next.test
+		# also publishes a TLSRPT record, its reports to a Postfix
+		# mailbox.
+		while read -r rr; do
+			[ -n "$rr" ] && printf '\tlocal-data: "%s"\n' "$rr"
+		done <<EOF
+sts-enforce.test. 300 IN MX 10 pf4.mx.test.
+sts-nomx.test. 300 IN MX 10 pf6.mx.test.
+sts-badcert.test. 300 IN MX 10 badname.mx.test.
+sts-next.test. 300 IN MX 10 badname.mx.test.
+sts-next.test. 300 IN MX 20 pf4.mx.test.
+sts-testing.test. 300 IN MX 10 badname.mx.test.
+sts-fetchfail.test. 300 IN MX 10 pf4.mx.test.
+sts-webpki.test. 300 IN MX 10 pf4.mx.test.
+mta-sts.sts-enforce.test. 300 IN A $STS4
+mta-sts.sts-enforce.test. 300 IN AAAA $STS6
+mta-sts.sts-nomx.test. 300 IN A $STS4
+mta-sts.sts-badcert.test. 300 IN A $STS4
+mta-sts.sts-next.test. 300 IN A $STS4
+mta-sts.sts-next.test. 300 IN AAAA $STS6
+mta-sts.sts-testing.test. 300 IN A $STST4
+mta-sts.sts-fetchfail.test. 300 IN A $STSN4
+mta-sts.sts-webpki.test. 300 IN A $STS4
+EOF
+		# TXT data holds double quotes: single quotes around it.
+		for d in $STS_DOMAINS sts-webpki.test; do
+			printf "\tlocal-data: '_mta-sts.%s. 300 IN TXT \"v=STSv1; id=20261125T1\"'\n" "$d"
+		done
+		printf "\tlocal-data: '_smtp._tls.sts-next.test. 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@v4.test\"'\n"
+	fi
 	if [ "$DANE" = 1 ]; then
 		# A transparent local zone under the static ones: names in it
 		# that we don't list (all of them) are resolved, through the
@@ -710,6 +773,16 @@ lame@lame-pf.dane.test may@insecure.dane.test only@insecure.dane.test bogus@badk
 	EX_BOXES="$EX_BOXES ee311 ta211 tabad bad may only next nodnssec"
 	OS_DOMAINS="$OS_DOMAINS ee-os.dane.test nodata-os.dane.test"
 	OS_BOXES="$OS_BOXES ee311@ee-os.dane.test may@nodata-os.dane.test"
+fi
+# The MTA-STS cases' domains (6c) and mailboxes, and the TLS report's.
+# sts-next.test is Exim's too, so that a delivery to its MX 10 (Exim,
+# which must be refused) would show.
+if [ "$STS" = 1 ]; then
+	PF_DOMAINS="$PF_DOMAINS sts-enforce.test sts-nomx.test sts-next.test sts-fetchfail.test sts-webpki.test"
+	PF_BOXES="$PF_BOXES enforce@sts-enforce.test cached@sts-enforce.test nomx@sts-nomx.test off@sts-nomx.test
+stsnext@sts-next.test fetchfail@sts-fetchfail.test webpki@sts-webpki.test tlsrpt@v4.test"
+	EX_DOMAINS="$EX_DOMAINS sts-badcert.test sts-next.test sts-testing.test"
+	EX_BOXES="$EX_BOXES stsbad stsnext ststest"
 fi
 AUTH_USER=relayuser
 # A space and colons: the password is the rest of the smtpauth line.
@@ -950,6 +1023,41 @@ in_ns "$NS_OS" unshare -m --propagation private "$OD/run" -n >"$OD/check.log" 2>
 start "$NS_OS" "$OD/log" unshare -m --propagation private "$OD/run"
 
 # ---------------------------------------------------------------------------
+# 6c. The MTA-STS policy servers (not with --no-sts or --no-tls): openssl
+# s_server on port 443 of the sts host, one per policy, each serving
+# .well-known/mta-sts.txt from a directory of its own under $T/sts, with
+# the certificate naming mta-sts.DOMAIN of every policy domain (SNI is
+# sent; one certificate serves them all). -WWW sends the file after
+# "HTTP/1.0 200 ok" and "Content-type: text/plain"; -HTTP sends the file
+# as the whole response (the 404 server's). The domains (4):
+#   sts-enforce     MX pf4.mx (Postfix, in its certificate): enforce, K
+#   sts-nomx        MX pf6.mx (Postfix), not named by the policy: Z
+#   sts-badcert     MX badname.mx (Exim, not in its certificate): Z
+#   sts-next        MX 10 badname.mx, MX 20 pf4.mx: K from MX 20
+#   sts-testing     MX badname.mx, testing: K (the mismatch logged)
+#   sts-fetchfail   its policy server answers 404: K, fetch error logged
+#   sts-webpki      its policy server (the enforce one) has a certificate
+#                   that does not name mta-sts.sts-webpki.test: K
+# The enforce policy (CRLF line ends) names pf4.mx.test and
+# badname.mx.test; the testing one (LF) names badname.mx.test.
+SD=$T/sts
+if [ "$STS" = 1 ]; then
+	for p in enforce testing 404; do mkdir -p "$SD/$p/.well-known"; done
+	printf 'version: STSv1\r\nmode: enforce\r\nmx: pf4.mx.test\r\nmx: badname.mx.test\r\nmax_age: 86400\r\n' \
+		>"$SD/enforce/.well-known/mta-sts.txt"
+	printf 'version: STSv1\nmode: testing\nmx: badname.mx.test\nmax_age: 86400\n' \
+		>"$SD/testing/.well-known/mta-sts.txt"
+	printf 'HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n\r\nno policy here\r\n' \
+		>"$SD/404/.well-known/mta-sts.txt"
+	for s in "enforce WWW $STS4 enforce4" "enforce WWW [$STS6] enforce6" "testing WWW $STST4 testing4" \
+		"404 HTTP $STSN4 404-4"; do
+		read -r d m a l <<<"$s"
+		start "$NS_STS" "$SD/$l.log" env -C "$SD/$d" openssl s_server "-$m" -accept "$a:443" \
+			-cert "$TD/mta-sts.test.pem" -key "$TD/mta-sts.test.key"
+	done
+fi
+
+# ---------------------------------------------------------------------------
 # Wait (bounded) until DNS answers on both families and both MTAs greet.
 
 wait_dns() { # [ns a4 a6 what log...]: unbound by default
@@ -981,11 +1089,20 @@ if [ "$DANE" = 1 ]; then
 	wait_dns "$NS_AUTH" "$AUTH4" "$AUTH6" NSD "$DZ/stderr.log" "$DZ/nsd.log"
 	wait_dns "$NS_AUTH" "$REF4" "$REF6" "NSD (the refusing one)" "$T/refused/stderr.log" "$T/refused/nsd.log"
 fi
+if [ "$STS" = 1 ]; then
+	for _ in $(seq 1 100); do
+		[ "$(in_ns "$NS_STS" ss -Hltn 'sport = :443' 2>/dev/null | wc -l)" -ge 4 ] && break
+		sleep 0.2
+	done
+	[ "$(in_ns "$NS_STS" ss -Hltn 'sport = :443' 2>/dev/null | wc -l)" -ge 4 ] ||
+		die "the MTA-STS policy servers are not listening after 20 s: $(cat "$SD"/*.log)"
+fi
 for ip in $PF4 $PF6; do wait_smtp "$ip" Postfix "$T/postfix/log"; done
 for ip in $EX4 $EX6; do wait_smtp "$ip" Exim "$T/exim/stderr.log" "$T/exim/log/mainlog" "$T/exim/log/paniclog"; done
 for ip in $OS4 $OS6; do wait_smtp "$ip" OpenSMTPD "$OD/log"; done
 say "test bed up: unbound $DNS4 $DNS6, Postfix $PF4 $PF6, Exim $EX4 $EX6, OpenSMTPD $OS4 $OS6 (blackholed: $BH4 $BH6)"
 [ "$DANE" = 1 ] && say "DANE: dane.test signed, NSD $AUTH4 $AUTH6 (refusing: $REF4 $REF6), unbound validating it"
+[ "$STS" = 1 ] && say "MTA-STS: policy servers (openssl s_server, port 443): enforce $STS4 $STS6, testing $STST4, 404 $STSN4"
 
 # ---------------------------------------------------------------------------
 # 7. The messages, in qmail's queue format: LF line ends, no CR anywhere.
@@ -1151,6 +1268,43 @@ if [ "$DANE" = 1 ]; then
 	echo ':dane' >"$T/qmail-dane/control/tlspolicy"
 	echo ':dane-only' >"$T/qmail-daneonly/control/tlspolicy"
 	printf '%s\n' 'ee-pf.dane.test:dane-only' 'ee-ex.dane.test:dane' >"$T/qmail-nodnssec/control/tlspolicy"
+fi
+# The MTA-STS homes (6c): trust anchors (the test CA, which issued the
+# policy servers' certificates too), tlsstrictness 0 (the default), no
+# tlspolicy, no smtproutes, so MTA-STS applies to every destination;
+# qmail-stsoff is the same with control/mtasts 0. Each has its own run
+# directory, so its TLS report log (run/qmail-remote/tlsrpt/) and policy
+# cache (run/qmail-remote/mta-sts/) hold only its cases. qmail-sts/bin
+# holds the stand-in qmail-inject that qmail-remote-tlsrpt runs: it
+# delivers the report through the chain at once, to the recipient's
+# domain, keeping what it was given under $T/inject, and exits 0 only
+# when qmail-remote says K.
+QS=$T/qmail-sts
+INJ=$T/inject
+if [ "$STS" = 1 ]; then
+	for q in "$QS" "$T/qmail-stsoff"; do
+		cp -R "$QH" "$q"
+		echo "$TD/ca.pem" >"$q/control/trustanchors"
+		chown -R nobody:nogroup "$q/queue" "$q/run"
+	done
+	echo 0 >"$T/qmail-stsoff/control/mtasts"
+	mkdir -p "$QS/bin" "$INJ"
+	chown nobody:nogroup "$INJ"
+	cat >"$QS/bin/qmail-inject" <<EOF
+#!/bin/sh
+# qmail-inject's stand-in (tools/interop/run.sh): -f SENDER ADDR, the mail
+# on stdin, delivered now through the chain to ADDR's domain.
+[ \$# = 3 ] && [ "\$1" = -f ] || { echo "qmail-inject (stand-in): want -f SENDER ADDR, got: \$*" >&2; exit 100; }
+n=\$((\$(cat $INJ/args 2>/dev/null | wc -l) + 1))
+printf '%s\n' "\$*" >>$INJ/args
+cat >$INJ/msg.\$n || exit 111
+env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME=$QS QMAILREMOTE_LIBEXECDIR=$BIN QMAILREMOTE_REALEXEC=$REALEXEC \\
+	$BIN/qmail-remote "\${3##*@}" "\$2" "\$3" <$INJ/msg.\$n >$INJ/out.\$n 2>&1
+tr '\0' '\n' <$INJ/out.\$n | grep -q '^K' && exit 0
+echo "qmail-inject (stand-in): qmail-remote did not deliver: \$(tr '\0\n' '|/' <$INJ/out.\$n)" >&2
+exit 111
+EOF
+	chmod 0755 "$QS/bin/qmail-inject"
 fi
 # The spy (smarthost cases, chain only): a LIBEXECDIR whose every program
 # is a wrapper that appends its argv and environment to $SPYLOG and execs
@@ -2260,6 +2414,233 @@ if [ "$DANE" = 1 ]; then
 	dane_dns dane-dns-local MX v4.test NOERROR '!ad' data
 fi
 
+# MTA-STS (RFC 8461) and TLS reports (RFC 8460; not with --no-sts or
+# --no-tls), against the policy servers and domains of 6c, from the
+# qmail-sts and qmail-stsoff homes of 8. First the policy servers
+# themselves (openssl s_client, both modes): what the chain will be
+# served. Then the chain: enforce gives a K only from a named MX whose
+# certificate verifies ("certificate verified.", TLS in the MTA's
+# Received line), refuses an MX the policy does not name (Z #4.7.5, no
+# connection) and one whose certificate does not name it (Z, one
+# connection without MAIL, never cleartext), and moves on to the next
+# named MX; testing delivers as usual; a policy that cannot be fetched
+# (404, or a server certificate that does not verify) changes nothing
+# when none is cached; control/mtasts 0 turns it all off (no TXT lookup,
+# no log). After each case the home's TLS report log must hold exactly
+# the lines expected for the domain (result, MX host, address; p=sts).
+# A cached policy is used without fetching it again: the enforce server
+# stops serving it, and the next delivery is still verified, with no
+# fetch error logged. Last, qmail-remote-tlsrpt turns the log (its
+# records moved to yesterday, UTC: only complete days are reported)
+# into sts-next.test's report, mailed to its TLSRPT record's address
+# through the stand-in qmail-inject (the chain) to Postfix; the stored
+# mail must be the one handed over, byte for byte, and its gzipped JSON
+# must say what the log said.
+
+# sts_https CASE IP NAME WANT: the policy as openssl s_client fetches
+# it from IP with SNI NAME, verified against the test CA: WANT is the
+# mode (enforce, testing), 404, or fail (the certificate does not
+# verify).
+sts_https() {
+	local out=$T/out.$1 t0 ms addr=$2 got
+	case $2 in *:*) addr="[$2]" ;; esac
+	t0=$(now_ms)
+	printf 'GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" |
+		in_ns "$NS_CL" timeout 10 openssl s_client -quiet -connect "$addr:443" -servername "$3" \
+			-verify_hostname "$3" -verify_return_error -CAfile "$TD/ca.pem" >"$out" 2>&1 || true
+	ms=$(($(now_ms) - t0))
+	# s_client's stderr (the verification) comes first, then the answer.
+	got=fail
+	case $(grep -m 1 '^HTTP/' "$out") in
+	"HTTP/1.0 404 "*) got=404 ;;
+	"HTTP/1.0 200 "*) grep -qix 'content-type: text/plain.' "$out" && got=$(sed -n 's/^mode: \([a-z]*\).*/\1/p' "$out") ;;
+	esac
+	if [ "$got" = "$4" ]; then
+		record "$1" sts "$(family "$2")" PASS "$ms" "https://$3/.well-known/mta-sts.txt: $got"
+	else
+		record "$1" sts "$(family "$2")" FAIL "$ms" "see below" "https://$3/ at $2: got ${got:-200 without a mode}, want $4: $(grep -v '^depth=\|^verify return' "$out" | head -c 300 | tr '\r\n' ' /')"
+	fi
+}
+# sts_results DOMAIN: the lines of qmail-sts's TLS report log for DOMAIN
+# so far, each as RESULT[:MX:IP], "(p=...)" added when not p=sts.
+STSLOG=$QS/run/qmail-remote/tlsrpt
+sts_results() {
+	local l r mx ip p
+	cat "$STSLOG"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9] 2>/dev/null | grep -F "\"d\":\"$1\"" |
+		while IFS= read -r l; do
+			r=$(sed -n 's/.*"r":"\([^"]*\)".*/\1/p' <<<"$l")
+			mx=$(sed -n 's/.*"mx":"\([^"]*\)".*/\1/p' <<<"$l")
+			ip=$(sed -n 's/.*"ip":"\([^"]*\)".*/\1/p' <<<"$l")
+			p=$(sed -n 's/.*"p":"\([^"]*\)".*/\1/p' <<<"$l")
+			printf '%s%s%s ' "$r" "${mx:+:$mx:$ip}" "$([ "$p" = sts ] || echo "(p=$p)")"
+		done | sed 's/ $//'
+}
+# sts_log CASE DOMAIN WANT: the log's lines for DOMAIN are WANT
+# (sts_results' form, in order).
+sts_log() {
+	local got
+	got=$(sts_results "$2")
+	if [ "$got" = "$3" ]; then
+		record "$1-log" - - PASS - "tlsrpt log for $2: ${got:-(nothing)}"
+	else
+		record "$1-log" - - FAIL - "see below" "tlsrpt log for $2: '${got:-(nothing)}', want '${3:-(nothing)}'"
+	fi
+}
+if [ "$STS" = 1 ]; then
+	sts_https sts-https-enforce "$STS6" mta-sts.sts-enforce.test enforce
+	sts_https sts-https-testing "$STST4" mta-sts.sts-testing.test testing
+	sts_https sts-https-404 "$STSN4" mta-sts.sts-fetchfail.test 404
+	sts_https sts-https-webpki "$STS4" mta-sts.sts-webpki.test fail
+fi
+if [ "$STS" = 1 ] && [ "$SELFTEST" = 0 ]; then
+	QHOME=$QS TLSWANT=yes
+	# enforce, the MX named and its certificate valid.
+	expect_k sts-enforce postfix "$PF4" "$MSGS/small" sts-enforce.test "$S" enforce@sts-enforce.test
+	dane_tls sts-enforce postfix 'certificate verified'
+	sts_log sts-enforce sts-enforce.test "success:pf4.mx.test:$PF4"
+	# enforce, no MX named: Z, no connection.
+	dane_mark postfix
+	expect_fail sts-nomx postfix - \
+		"ZSorry, no mail exchanger of sts-nomx.test matches its MTA-STS policy. (#4.7.5)*pf6.mx.test: not named by the MTA-STS policy*" -- \
+		sts-nomx.test "$S" nomx@sts-nomx.test
+	dane_refused sts-nomx postfix nomx@sts-nomx.test aside
+	sts_log sts-nomx sts-nomx.test ''
+	# enforce, the MX's certificate does not name it: Z, no MAIL, no
+	# cleartext.
+	dane_mark exim
+	expect_fail sts-badcert exim IPv4 "Z*[(]TLS[)] Connected to $EX4 but the TLS handshake failed*" -- \
+		sts-badcert.test "$S" stsbad@sts-badcert.test
+	dane_refused sts-badcert exim stsbad@sts-badcert.test nomail
+	sts_log sts-badcert sts-badcert.test "certificate-host-mismatch:badname.mx.test:$EX4"
+	# enforce, MX 10 fails as above, MX 20 is used.
+	dane_mark exim
+	expect_k sts-next postfix "$PF4" "$MSGS/small" sts-next.test "$S" stsnext@sts-next.test
+	dane_tls sts-next postfix 'certificate verified'
+	dane_refused sts-next exim stsnext@sts-next.test nomail
+	sts_log sts-next sts-next.test "certificate-host-mismatch:badname.mx.test:$EX4 success:pf4.mx.test:$PF4"
+	# testing: delivered as usual, the mismatch logged.
+	expect_k sts-testing exim "$EX4" "$MSGS/small" sts-testing.test "$S" ststest@sts-testing.test
+	dane_tls sts-testing exim 'certificate not verified'
+	sts_log sts-testing sts-testing.test "certificate-host-mismatch:badname.mx.test:$EX4"
+	# No policy to be had (nothing cached): delivered as usual, the
+	# failed fetch logged.
+	expect_k sts-fetchfail postfix "$PF4" "$MSGS/small" sts-fetchfail.test "$S" fetchfail@sts-fetchfail.test
+	dane_tls sts-fetchfail postfix 'certificate not verified'
+	sts_log sts-fetchfail sts-fetchfail.test sts-policy-fetch-error
+	expect_k sts-webpki postfix "$PF4" "$MSGS/small" sts-webpki.test "$S" webpki@sts-webpki.test
+	dane_tls sts-webpki postfix 'certificate not verified'
+	sts_log sts-webpki sts-webpki.test sts-webpki-invalid
+	# control/mtasts 0: sts-nomx.test delivered (to Postfix over IPv6);
+	# no _mta-sts query, nothing logged or cached.
+	QHOME=$T/qmail-stsoff
+	q0=$(grep -c '_mta-sts\.sts-nomx\.test\. TXT IN' "$T/dns/unbound.log" || true)
+	expect_k sts-off postfix "$PF6" "$MSGS/small" sts-nomx.test "$S" off@sts-nomx.test
+	dane_tls sts-off postfix 'certificate not verified'
+	q1=$(grep -c '_mta-sts\.sts-nomx\.test\. TXT IN' "$T/dns/unbound.log" || true)
+	if [ "$q1" != "$q0" ]; then
+		record sts-off-nosts - - FAIL - "see below" "$((q1 - q0)) _mta-sts.sts-nomx.test TXT queries with control/mtasts 0"
+	elif [ -e "$T/qmail-stsoff/run/qmail-remote/tlsrpt" ] || [ -e "$T/qmail-stsoff/run/qmail-remote/mta-sts" ]; then
+		record sts-off-nosts - - FAIL - "see below" "a TLS report log or a policy cache with control/mtasts 0: $(find "$T/qmail-stsoff/run/qmail-remote" | tr '\n' ' ')"
+	else
+		record sts-off-nosts - - PASS - "no _mta-sts query, nothing logged or cached"
+	fi
+	# The cached policy: the enforce server no longer serves it (it
+	# would answer 200 with an error text, an invalid policy, which
+	# would be logged), the TXT id is the same: no fetch, still
+	# enforced and verified.
+	QHOME=$QS
+	cache=$QS/run/qmail-remote/mta-sts/sts-enforce.test
+	c0=$(cksum 2>/dev/null <"$cache" || true)
+	# s_server logs each request it answers (FILE:PATH, on stderr).
+	g0=$(cat "$SD/enforce4.log" "$SD/enforce6.log" | grep -c '^FILE:' || true)
+	mv "$SD/enforce/.well-known/mta-sts.txt" "$SD/enforce/.well-known/mta-sts.txt.gone"
+	expect_k sts-cached postfix "$PF4" "$MSGS/small" sts-enforce.test "$S" cached@sts-enforce.test
+	dane_tls sts-cached postfix 'certificate verified'
+	sts_log sts-cached sts-enforce.test "success:pf4.mx.test:$PF4 success:pf4.mx.test:$PF4"
+	if [ -z "$c0" ]; then
+		record sts-cached-cache - - FAIL - "see below" "no cached policy $cache after sts-enforce"
+	elif [ "$(cksum <"$cache")" != "$c0" ]; then
+		record sts-cached-cache - - FAIL - "see below" "the cached policy changed: $(tr '\n' '/' <"$cache")"
+	elif g1=$(cat "$SD/enforce4.log" "$SD/enforce6.log" | grep -c '^FILE:' || true) && [ "$g1" != "$g0" ]; then
+		record sts-cached-cache - - FAIL - "see below" "the policy was fetched again: $((g1 - g0)) request(s) to the enforce server"
+	else
+		record sts-cached-cache - - PASS - "the cached policy was used, unchanged, no request to the policy server"
+	fi
+	TLSWANT=
+
+	# The TLS report. Its records all move to yesterday (UTC): the
+	# reporter aggregates a day's records by their own time.
+	yd=$(date -u -d yesterday +%Y-%m-%d)
+	y=${yd//-/}
+	want_ok=0 want_fail=0
+	for w in $(sts_results sts-next.test); do
+		case $w in
+		success*) want_ok=$((want_ok + 1)) ;;
+		*) want_fail=$((want_fail + 1)) ;;
+		esac
+	done
+	mkdir -p "$STSLOG"
+	cat "$STSLOG"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9] 2>/dev/null |
+		sed -E "s/^\\{\"t\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T/{\"t\":\"${yd}T/" >"$T/tlsrpt.day"
+	rm -f "$STSLOG"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]
+	mv "$T/tlsrpt.day" "$STSLOG/$y"
+	chown nobody:nogroup "$STSLOG" "$STSLOG/$y"
+	t0=$(now_ms)
+	rc=0
+	in_ns "$NS_CL" timeout 120 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		env -i PATH=/usr/bin:/bin QMAILREMOTE_QMAILHOME="$QS" QMAILREMOTE_LIBEXECDIR="$BIN" \
+		QMAILREMOTE_REALEXEC="$REALEXEC" "$BIN/qmail-remote-tlsrpt" -v \
+		>"$T/out.tlsrpt-run" 2>"$T/out.tlsrpt-run.err" || rc=$?
+	ms=$(($(now_ms) - t0))
+	if [ "$rc" != 0 ]; then
+		record tlsrpt-run - - FAIL "$ms" "see below" "qmail-remote-tlsrpt -v exited $rc: $(tr '\n' '/' <"$T/out.tlsrpt-run.err") $(tr '\n' '/' <"$T/out.tlsrpt-run")"
+	elif ! grep -qx "$y sts-next.test: sent to mailto:tlsrpt@v4.test" "$T/out.tlsrpt-run"; then
+		record tlsrpt-run - - FAIL "$ms" "see below" "no '$y sts-next.test: sent to mailto:tlsrpt@v4.test': $(tr '\n' '/' <"$T/out.tlsrpt-run")"
+	elif [ -e "$STSLOG/$y" ] || [ -e "$STSLOG/$y.sent" ]; then
+		record tlsrpt-run - - FAIL "$ms" "see below" "the reported day is still in the log: $(find "$STSLOG" -mindepth 1 -printf '%f ')"
+	elif [ "$(cat "$INJ/args" 2>/dev/null)" != "-f postmaster@client.test tlsrpt@v4.test" ]; then
+		record tlsrpt-run - - FAIL "$ms" "see below" "qmail-inject ran with: $(tr '\n' '|' <"$INJ/args" 2>/dev/null)"
+	else
+		record tlsrpt-run - - PASS "$ms" "$(grep -c ': sent to ' "$T/out.tlsrpt-run") sent, day $y deleted; $(tr '\0' '\n' <"$INJ/out.1" | grep '^K' | head -n 1)"
+	fi
+	# The mail Postfix stored: byte for byte what qmail-inject was given.
+	b=$(box tlsrpt@v4.test postfix)
+	wait_box "$b"
+	if ! stored_ok "$b" "$INJ/msg.1" postmaster@client.test tlsrpt@v4.test; then
+		record tlsrpt-mail postfix - FAIL - "see below" "$WHY"
+	elif ! grep -qx 'TLS-Report-Domain: sts-next.test' "$INJ/msg.1" ||
+		! grep -q '^Content-Type: multipart/report; report-type="tlsrpt";' "$INJ/msg.1"; then
+		record tlsrpt-mail postfix - FAIL - "see below" "not a TLS report for sts-next.test: $(head -n 12 "$INJ/msg.1" | tr '\n' '/')"
+	else
+		record tlsrpt-mail postfix - PASS - "stored byte-exact: $(grep -m 1 '^Subject: ' "$INJ/msg.1")"
+	fi
+	# Its attachment: gzipped JSON (RFC 8460 4.4).
+	f=$(find "$b/new" -type f 2>/dev/null | head -n 1)
+	awk '/^Content-Type: application\/tlsrpt\+gzip/ { p = 1; next }
+		p == 1 && /^$/ { p = 2; next }
+		p == 2 && /^--/ { exit }
+		p == 2 { print }' "${f:-/dev/null}" | base64 -d 2>/dev/null | gunzip 2>/dev/null >"$T/tlsrpt.json" || true
+	js=$(tr -d ' \t\n' <"$T/tlsrpt.json")
+	bad=
+	for w in '"organization-name":"client.test"' "\"start-datetime\":\"${yd}T00:00:00Z\"" \
+		"\"end-datetime\":\"${yd}T23:59:59Z\"" '"policy-type":"sts"' '"policy-domain":"sts-next.test"' \
+		"\"total-successful-session-count\":$want_ok" "\"total-failure-session-count\":$want_fail" \
+		'"result-type":"certificate-host-mismatch"' "\"sending-mta-ip\":\"$CL4\"" \
+		'"receiving-mx-hostname":"badname.mx.test"' "\"receiving-ip\":\"$EX4\"" '"failed-session-count":1'; do
+		[[ $js == *"$w"* ]] || bad="$bad $w;"
+	done
+	if [ ! -s "$T/tlsrpt.json" ]; then
+		record tlsrpt-json - - FAIL - "see below" "no application/tlsrpt+gzip attachment that decodes in ${f:-(no mail)}"
+	elif command -v jq >/dev/null 2>&1 && ! jq -e . "$T/tlsrpt.json" >/dev/null 2>&1; then
+		record tlsrpt-json - - FAIL - "see below" "jq: not JSON: $(head -c 200 "$T/tlsrpt.json")"
+	elif [ -n "$bad" ]; then
+		record tlsrpt-json - - FAIL - "see below" "the report lacks$bad: $(head -c 600 "$T/tlsrpt.json")"
+	else
+		record tlsrpt-json - - PASS - "sts-next.test, sts: $want_ok successful, $want_fail failed (certificate-host-mismatch, badname.mx.test $EX4)"
+	fi
+	QHOME=$QH
+fi
+
 # The resolver over IPv6: the client's resolv.conf names only the IPv6
 # address of the DNS server; unbound's query log must show the MX query
 # coming from the client's IPv6 address.
@@ -2370,6 +2751,15 @@ TABLE=(
 	"DANE, TLSA bogus/SERVFAIL, bogus MX: Z|dane-bogus-tlsa-pf dane-lame-pf dane-bogus-mx-pf|-|-|"
 	"dane-only: DANE K; no DANE: Z|daneonly-ee311-pf daneonly-insecure-pf|daneonly-nodata-exim|-|"
 	"no dnssecresolvers: DANE never applies|nodnssec-only-pf|nodnssec-dane-exim|-|"
+	"MTA-STS enforce: verified K; cached|sts-enforce sts-cached|-|-|"
+	"MTA-STS enforce: no MX named: Z|sts-nomx|-|-|"
+	"MTA-STS enforce: bad certificate: Z|-|sts-badcert|-|"
+	"MTA-STS enforce: MX 10 bad, MX 20 K|sts-next|-|-|"
+	"MTA-STS testing: bad certificate, K|-|sts-testing|-|"
+	"MTA-STS fetch fails (404, bad cert): K|sts-fetchfail sts-webpki|-|-|"
+	"control/mtasts 0: MTA-STS off|sts-off|-|-|"
+	"TLS report mailed, parsed (RFC 8460)|tlsrpt-mail|-|-|tlsrpt-run tlsrpt-json"
+	"MTA-STS policy servers (openssl)|-|-|-|sts-https-enforce sts-https-testing sts-https-404 sts-https-webpki"
 	"DNSSEC answers the cases rely on (drill)|-|-|-|dane-dns-mx dane-dns-tlsa dane-dns-nodata dane-dns-nxdomain dane-dns-insecure dane-dns-bogus-tlsa dane-dns-bogus-mx dane-dns-lame dane-dns-local"
 	"DANE TLSA (openssl, --selftest)|dane-tls-ee311-pf dane-tls-ee302-pf dane-tls-mismatch-pf|dane-tls-ee311-exim dane-tls-ta211-exim dane-tls-ta-badname-exim dane-tls-mismatch-exim|dane-tls-ee311-smtpd|"
 	"STARTTLS (openssl, --selftest)|tls-pf-v4 tls-pf-v6 tls-notls|tls-exim-v4 tls-exim-v6 tls-badname|tls-smtpd-v4 tls-smtpd-v6|"
