@@ -11,6 +11,7 @@ PREFIX ?= /usr/local
 EXEC_PREFIX ?= $(PREFIX)
 BINDIR ?= $(EXEC_PREFIX)/bin
 LIBEXECDIR ?= $(EXEC_PREFIX)/libexec/qmail-remote-go
+MANDIR ?= $(PREFIX)/share/man
 QMAILDIR ?= /var/qmail
 QMAILRUNDIR ?= $(QMAILDIR)/run
 QMAILR_UID ?= qmailr
@@ -37,14 +38,28 @@ QMAILRUN_X := -X $(PATHS).QmailRun=$(QMAILRUNDIR)
 endif
 
 # Reproducible, static binaries: no cgo, no file system paths (-trimpath),
-# no VCS stamp, no build id, no symbol table. The same source and the same
-# Go release give the same bytes.
-LDFLAGS := -s -w -buildid= \
-  -X $(PATHS).QmailHome=$(QMAILDIR) \
+# no VCS stamp, no build id, and no symbol table unless KEEP_SYMBOLS=yes
+# (for a debug package: the symbols and DWARF stay in, still reproducible).
+# The same source, the same Go release and the same variables give the
+# same bytes.
+#
+# LDFLAGS: more flags for go's linker (go tool link, not a C linker),
+# from make's command line or configure's LDFLAGS=...; the path flags
+# (PATH_LDFLAGS) are always added after them. An LDFLAGS in the
+# environment is ignored: build tools export C linker flags there
+# (dpkg-buildflags: -Wl,-z,relro), which go's linker rejects.
+# GOOS/GOARCH/GOARM (configure --host): cross build the binaries.
+KEEP_SYMBOLS ?= no
+STRIP_LDFLAGS := $(if $(filter yes 1 true,$(KEEP_SYMBOLS)),,-s -w)
+PATH_LDFLAGS := -X $(PATHS).QmailHome=$(QMAILDIR) \
   $(QMAILRUN_X) \
   -X $(PATHS).LibexecDir=$(LIBEXECDIR) \
   -X $(PATHS).Version=$(VERSION)
-GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(strip $(LDFLAGS))'
+USER_LDFLAGS := $(if $(filter environment%,$(origin LDFLAGS)),,$(LDFLAGS))
+GO_LDFLAGS := $(strip $(STRIP_LDFLAGS) -buildid= $(USER_LDFLAGS) $(PATH_LDFLAGS))
+GO_TARGET_ENV := $(if $(GOOS),GOOS=$(GOOS)) $(if $(GOARCH),GOARCH=$(GOARCH)) $(if $(GOARM),GOARM=$(GOARM))
+BUILD_ID_STRING := $(strip $(GO_TARGET_ENV) $(GO) $(GO_LDFLAGS))
+GOBUILD := $(strip CGO_ENABLED=0 $(GO_TARGET_ENV) $(GO) build -trimpath -buildvcs=false -ldflags '$(GO_LDFLAGS)')
 
 TARGETS := $(BIN_TARGETS) $(LIBEXEC_TARGETS)
 BUILT := $(addprefix $(BUILDDIR)/,$(TARGETS))
@@ -75,7 +90,8 @@ link_progs = for p in $(1) ; do \
 	done
 
 .PHONY: all install install-bin install-libexec install-rundir install-qmail \
-  check check-install check-interop vet fmt-check test demo bench clean \
+  uninstall uninstall-qmail uninstall-bin uninstall-libexec \
+  check check-install check-configure check-interop vet fmt-check test demo bench clean \
   distclean print-config
 
 all: $(BUILT)
@@ -84,7 +100,7 @@ all: $(BUILT)
 # configuration (or of a variable on the command line) rebuilds them.
 $(BUILDDIR)/.flags: FORCE
 	@mkdir -p $(BUILDDIR)
-	@echo '$(GO) $(strip $(LDFLAGS))' | cmp -s - $@ || echo '$(GO) $(strip $(LDFLAGS))' > $@
+	@echo "$$GOFLAGS"' $(BUILD_ID_STRING)' | cmp -s - $@ || echo "$$GOFLAGS"' $(BUILD_ID_STRING)' > $@
 
 # One binary for every program, and a hard link under each name.
 $(BUILDDIR)/.stamp: $(SOURCES) $(BUILDDIR)/.flags package/targets.mak
@@ -153,9 +169,55 @@ else
 	@:
 endif
 
+# make uninstall: what make install put there, with the same configuration
+# and DESTDIR, and nothing else. QMAILDIR/bin/qmail-remote goes first,
+# while the installed binary is still there to tell whether it is ours:
+# only if QMAIL_INSTALL=yes, and only if it is that binary (the same file
+# or the same bytes); the qmail-remote.orig that make install kept is then
+# renamed back into its place, so that qmail-rspawn always finds a
+# qmail-remote. Then the names in BINDIR, those in LIBEXECDIR, and
+# LIBEXECDIR itself if it is left empty. BINDIR and QMAILDIR/bin stay.
+# QMAILRUNDIR/qmail-remote is state (smtproutes.cdb, tcpto6, MTA-STS
+# policies, the TLS reports' log), kept for a reinstall: never removed.
+uninstall: uninstall-libexec
+	@echo 'note: left alone: $(DESTDIR)$(QMAILRUNDIR)/qmail-remote (state written at run time; remove it by hand if you want it gone)'
+
+uninstall-qmail:
+ifeq ($(QMAIL_INSTALL),yes)
+	@q='$(DESTDIR)$(QMAILDIR)/bin/qmail-remote' ; \
+	ref='$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC)' ; \
+	rm -f '$(DESTDIR)$(QMAILDIR)/bin/.qmail-remote.new' ; \
+	if ! test -e "$$q" && ! test -h "$$q" ; then \
+	  : ; \
+	elif ! test -f "$$ref" ; then \
+	  echo "note: $$q left alone: $$ref is not there to tell whether it is ours" ; \
+	elif test -h "$$q" || ! test -f "$$q" || ! { test "$$q" -ef "$$ref" || cmp -s "$$q" "$$ref" ; } ; then \
+	  echo "note: $$q left alone: it is not the installed qmail-remote-go" ; \
+	elif test -f "$$q.orig" ; then \
+	  mv -f "$$q.orig" "$$q" && echo "put back $$q.orig as $$q" ; \
+	else \
+	  rm -f "$$q" && echo "warning: removed $$q, and there is no qmail-remote.orig to put back: qmail cannot deliver remote mail until a qmail-remote is there" 1>&2 ; \
+	fi
+else
+	@:
+endif
+
+uninstall-bin: uninstall-qmail
+	@for p in $(BIN_TARGETS) ; do \
+	  rm -f '$(DESTDIR)$(BINDIR)'/"$$p" '$(DESTDIR)$(BINDIR)'/."$$p".new || exit 1 ; \
+	done
+
+uninstall-libexec: uninstall-qmail uninstall-bin
+	@for p in $(LIBEXEC_TARGETS) ; do \
+	  rm -f '$(DESTDIR)$(LIBEXECDIR)'/"$$p" '$(DESTDIR)$(LIBEXECDIR)'/."$$p".new || exit 1 ; \
+	done
+	@if test -d '$(DESTDIR)$(LIBEXECDIR)' && ! rmdir '$(DESTDIR)$(LIBEXECDIR)' 2>/dev/null ; then \
+	  echo 'note: $(DESTDIR)$(LIBEXECDIR) is not empty: left alone' ; \
+	fi
+
 
 # Static checks, unit and program tests, then the installed chain.
-check: vet fmt-check test check-install
+check: vet fmt-check test check-install check-configure
 
 vet:
 	$(GO) vet ./...
@@ -184,6 +246,13 @@ check-install: all
 	@grep -q -F '$(QMAILDIR)' $(BUILDDIR)/qmail-remote || { echo 'check-install: QMAILDIR $(QMAILDIR) is not in $(BUILDDIR)/qmail-remote: the -X flag did not land' 1>&2 ; exit 1 ; }
 	MAKE='$(MAKE)' sh tools/demo.sh -check
 
+# configure as distribution tooling drives it (run in a temporary copy:
+# the tree's config.mak is not touched), the link flags make composes,
+# a DESTDIR install and uninstall round trip, and a reproducible build
+# from two directories (tools/configure-test.sh).
+check-configure: all
+	MAKE='$(MAKE)' sh tools/configure-test.sh
+
 # Both ways: the chain in one process, then every stage a process.
 check-interop:
 	bash tools/interop/run.sh
@@ -207,12 +276,16 @@ print-config:
 	@echo 'VERSION=$(VERSION)'
 	@echo 'BINDIR=$(BINDIR)'
 	@echo 'LIBEXECDIR=$(LIBEXECDIR)'
+	@echo 'MANDIR=$(MANDIR)'
 	@echo 'QMAILDIR=$(QMAILDIR)'
 	@echo 'QMAILRUNDIR=$(QMAILRUNDIR)'
 	@echo 'QMAILR_IDS=$(QMAILR_UID):$(QMAILR_GID)'
 	@echo 'QMAIL_INSTALL=$(QMAIL_INSTALL)'
 	@echo 'BUILDDIR=$(BUILDDIR)'
 	@echo 'GO=$(GO)'
+	@echo 'GOOS=$(GOOS)'
+	@echo 'GOARCH=$(GOARCH)'
+	@echo 'KEEP_SYMBOLS=$(KEEP_SYMBOLS)'
 	@echo 'BIN_TARGETS=$(BIN_TARGETS)'
 	@echo 'LIBEXEC_TARGETS=$(LIBEXEC_TARGETS)'
 
