@@ -70,7 +70,7 @@ type config struct {
 
 // Main is the program.
 func Main(args []string) chain.Next {
-	if len(args) < 2 {
+	if len(args) < 2 || chain.Help(args[1]) {
 		chain.Usage(usage)
 	}
 	cfg, err := readConfig()
@@ -131,13 +131,8 @@ func readConfig() (config, error) {
 	if cfg.timeout, err = chainenv.Seconds(chainenv.TimeoutConnect, 1); err != nil {
 		return cfg, err
 	}
-	for _, d := range []struct {
-		name string
-		p    *string
-	}{{chainenv.QmailHome, &cfg.qmailHome}, {chainenv.QmailRun, &cfg.qmailRun}} {
-		if *d.p, err = chainenv.AbsPath(d.name); err != nil {
-			return cfg, err
-		}
+	if cfg.qmailHome, cfg.qmailRun, err = chainenv.Dirs(); err != nil {
+		return cfg, err
 	}
 	n, err := chainenv.Int(chainenv.Rcpts, 1, 1<<20)
 	if err != nil {

@@ -296,6 +296,19 @@ func TestDeliverV4(t *testing.T) {
 	}
 }
 
+// Run by hand without QMAILREMOTE_QMAILRUN, the connector takes the
+// home's run/ (doc/chain.md), as qmail-remote does when no run directory
+// is configured, instead of refusing to start.
+func TestRunFollowsHome(t *testing.T) {
+	srv := listen(t, "tcp4", "127.0.0.1:0")
+	d := newDelivery(t, srv.port, "mx.example.test/127.0.0.1")
+	delete(d.env, chainenv.QmailRun)
+	d.run()
+	if d.exitCode != 0 || string(d.stdout) != fmt.Sprintf(okOut, "127.0.0.1") {
+		t.Fatalf("exit %d, output %q, stderr %q", d.exitCode, d.stdout, d.stderr)
+	}
+}
+
 func TestDeliverV6(t *testing.T) {
 	srv := listen(t, "tcp6", "[::1]:0")
 	d := newDelivery(t, srv.port, "[::1]/::1").run()
@@ -494,6 +507,7 @@ func TestBadUsage(t *testing.T) {
 		{"timeout 0", chainenv.TimeoutConnect, "0", 100, "QMAILREMOTE_TIMEOUTCONNECT"},
 		{"bad candidate", chainenv.Candidates, "mx/999.1.1.1", 100, "QMAILREMOTE_CANDIDATES"},
 		{"relative home", chainenv.QmailHome, "var/qmail", 100, "QMAILREMOTE_QMAILHOME"},
+		{"relative run", chainenv.QmailRun, "run", 100, "QMAILREMOTE_QMAILRUN"},
 		{"no rcpts", chainenv.Rcpts, "", 100, "QMAILREMOTE_RCPTS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

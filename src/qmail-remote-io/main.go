@@ -50,7 +50,9 @@ import (
 	"qmail-remote-go/src/internal/say"
 )
 
-const usage = "qmail-remote-io"
+// The message on fd 0 must be a regular file: the stage rewinds it for
+// the DATA.
+const usage = "qmail-remote-io < message (fd 0 a regular file, rewound for the DATA; fds 6 and 7 the connection to the server)"
 
 const prog = "qmail-remote-io"
 

@@ -44,16 +44,16 @@ func Main(args []string) chain.Next {
 		}
 		chain.Usage(usage)
 	}
-	env, err := setup()
-	if err != nil {
-		chain.Die(chain.ExitSystem, prog, "%v", err)
-	}
 	domains := fs.Args()
 	for _, d := range domains {
 		if d == "" || strings.ContainsFunc(d, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' }) {
 			fmt.Fprintf(chain.Stderr, "%s: %q is not a domain\n", prog, d)
 			chain.Usage(usage)
 		}
+	}
+	env, err := setup()
+	if err != nil {
+		chain.Die(chain.ExitSystem, prog, "%v", err)
 	}
 	if len(domains) == 0 {
 		if domains, err = env.cache.Domains(); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -22,7 +22,7 @@ const usage = "qmail-remote-resolve prog..."
 
 // Main is the program.
 func Main(args []string) chain.Next {
-	if len(args) < 2 {
+	if len(args) < 2 || chain.Help(args[1]) {
 		chain.Usage(usage)
 	}
 	host, err := chainenv.String(chainenv.Host)

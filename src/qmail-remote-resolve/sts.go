@@ -48,7 +48,12 @@ func stsLookup(client *resolve.Client) func(context.Context, resolve.STSRecord) 
 				txt.ID, txt.Found = id, true
 			}
 		}
-		run := os.Getenv(chainenv.QmailRun)
+		// Unset only in a run by hand: then where qmail-remote would
+		// put it, never a path relative to the working directory.
+		_, run, err := chainenv.Dirs()
+		if err != nil {
+			return nil
+		}
 		cache := mtasts.Cache{Dir: stsfetch.CacheDir(run)}
 		f := stsfetch.Fetcher{Anchors: os.Getenv(chainenv.TrustAnchors), DNS: client}
 		ctx, cancel := context.WithTimeout(ctx, stsfetch.Timeout)

@@ -22,11 +22,14 @@ const prog = "qmail-remote-routes"
 
 // Main is the program.
 func Main(args []string) chain.Next {
-	if len(args) < 2 {
+	if len(args) < 2 || chain.Help(args[1]) {
 		chain.Usage(usage)
 	}
-	home := absDir(chainenv.QmailHome)
-	run := absDir(chainenv.QmailRun)
+	// By hand, the run directory follows the home, as for every program.
+	home, run, err := chainenv.Dirs()
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
+	}
 	host, err := chainenv.NonEmpty(chainenv.Host)
 	if err != nil {
 		chain.Die(chain.ExitUsage, prog, "%v", err)
@@ -54,13 +57,4 @@ func Main(args []string) chain.Next {
 	exportPolicy(home, run, host)
 	exportAuth(home, r)
 	return chain.Exec(args[1:])
-}
-
-// absDir reads a directory variable, which must be an absolute path.
-func absDir(name string) string {
-	v, err := chainenv.AbsPath(name)
-	if err != nil {
-		chain.Die(chain.ExitUsage, prog, "%v", err)
-	}
-	return v
 }

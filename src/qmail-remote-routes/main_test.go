@@ -146,6 +146,25 @@ func TestSystemErrorIsZ(t *testing.T) {
 	}
 }
 
+// Run by hand without QMAILREMOTE_QMAILRUN, the stage uses the home's
+// run/ (as qmail-remote does when no run directory is configured), and
+// does not ask for the variable; -h and --help are the usage line
+// whatever the environment.
+func TestRunFollowsHome(t *testing.T) {
+	h := newHome(t, sample)
+	r := runEnv(t, []string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_HOST=inside.af.mil"}, bin, "/usr/bin/env")
+	r.expectExec(t, "firewall.af.mil", true, "26")
+	if _, err := os.Stat(filepath.Join(h.home, "run", "qmail-remote", "smtproutes.cdb")); err != nil {
+		t.Fatalf("no cdb compiled in the home's run/: %v", err)
+	}
+	for _, arg := range []string{"-h", "--help"} {
+		r := runEnv(t, nil, bin, arg)
+		if r.code != 100 || r.stdout != "" || r.stderr != "usage: qmail-remote-routes prog...\n" {
+			t.Errorf("%s: exit %d stdout %q stderr %q", arg, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // The run directory path is a regular file: no cdb, still routed.
 func TestRunDirUnusable(t *testing.T) {
 	h := newHome(t, sample)
@@ -163,9 +182,10 @@ func TestBadUsageAndEnv(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{[]string{"QMAILREMOTE_QMAILRUN=" + h.runDir, "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILHOME"},
+		{[]string{"QMAILREMOTE_QMAILHOME=", "QMAILREMOTE_QMAILRUN=" + h.runDir, "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILHOME"},
 		{[]string{"QMAILREMOTE_QMAILHOME=qmail", "QMAILREMOTE_QMAILRUN=" + h.runDir, "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILHOME"},
-		{[]string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILRUN"},
+		{[]string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_QMAILRUN=run", "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILRUN"},
+		{[]string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_QMAILRUN=", "QMAILREMOTE_HOST=a.test"}, "QMAILREMOTE_QMAILRUN"},
 		{[]string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_QMAILRUN=" + h.runDir}, "QMAILREMOTE_HOST"},
 		{[]string{"QMAILREMOTE_QMAILHOME=" + h.home, "QMAILREMOTE_QMAILRUN=" + h.runDir, "QMAILREMOTE_HOST="}, "QMAILREMOTE_HOST"},
 	}

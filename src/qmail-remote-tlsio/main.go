@@ -68,7 +68,7 @@ type settings struct {
 
 // Main is the program.
 func Main(args []string) chain.Next {
-	if len(args) < 2 {
+	if len(args) < 2 || chain.Help(args[1]) {
 		chain.Usage(usage)
 	}
 	st := readEnv()

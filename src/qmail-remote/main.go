@@ -30,14 +30,22 @@ import (
 	"qmail-remote-go/src/internal/smtp"
 )
 
-const usage = "qmail-remote host sender recip [ recip ... ]"
+const usage = "qmail-remote host sender recip [ recip ... ] < message (a regular file)"
 
 // The chain qmail-remote runs, in LIBEXECDIR (doc/chain.md).
 var stages = []string{"qmail-remote-routes", "qmail-remote-resolve", "qmail-remote-connect", "qmail-remote-io"}
 
 // Main is the program. It writes nothing on stderr, and ends with exit
 // status 0 after one message report, or by a signal (guard.Protect).
+//
+// Run by hand with -h or --help as its one argument (qmail-rspawn always
+// passes three: host, sender, recipient), it prints its usage line on
+// stderr and exits 100; any other short argument list is a report, as
+// stock. (--version alone is the multicall binary's: chain.Main.)
 func Main(args []string) chain.Next {
+	if len(args) == 2 && chain.Help(args[1]) {
+		chain.Usage(usage)
+	}
 	out := protected(args)
 	out.Write(os.Stdout)
 	return chain.Exit(0)

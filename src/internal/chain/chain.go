@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"qmail-remote-go/src/internal/paths"
 	"qmail-remote-go/src/internal/report"
 )
 
@@ -118,6 +119,20 @@ func Usage(usage string) {
 	panic(exit{ExitUsage})
 }
 
+// Help says whether arg, a program's first argument, asks for its usage
+// line: -h or --help. Every program checks its arguments before it reads
+// anything else, so that these work with any environment (doc/chain.md,
+// "Usage and version").
+func Help(arg string) bool { return arg == "-h" || arg == "--help" }
+
+// VersionArg, as a program's one and only argument, makes Main print the
+// program's name and the package version (paths.Version) on stdout and
+// exit 0, whichever program it is (doc/chain.md, "Usage and version").
+// No program takes it as an argument of its own: it is not a program for
+// a stage's prog..., nor a domain, and qmail-rspawn passes qmail-remote
+// at least three arguments.
+const VersionArg = "--version"
+
 // Program is a program's entry point: argv in, what happens next out.
 // The environment, the working directory and the descriptors are the
 // process's, as for main.
@@ -198,7 +213,8 @@ func Chain(argv []string) (code int, foreign []string, crash *Crash) {
 }
 
 // Main is the multicall binary's main: it runs the program named by
-// argv[0] and what it chainloads, and returns the exit code. A foreign
+// argv[0] and what it chainloads, and returns the exit code. Run with
+// VersionArg alone, any program prints its name and version instead. A foreign
 // program is exec'd for real; a crash prints the panic and its stack on
 // stderr and exits 2, as Go's runtime would.
 func Main(argv []string) int {
@@ -208,6 +224,13 @@ func Main(argv []string) int {
 		fmt.Fprintf(os.Stderr, "%s: fatal: this binary has no program called %q; it has %s\n",
 			"qmail-remote-go", name, strings.Join(Names(), ", "))
 		return ExitUsage
+	}
+	if len(argv) == 2 && argv[1] == VersionArg {
+		if _, err := fmt.Fprintf(os.Stdout, "%s %s\n", name, paths.Version); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: fatal: unable to write to stdout: %v\n", name, err)
+			return ExitSystem
+		}
+		return 0
 	}
 	n, c := Call(p, argv)
 	for c == nil && n.argv != nil {

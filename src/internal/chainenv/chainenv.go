@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"qmail-remote-go/src/internal/paths"
 )
 
 // Prefix starts every variable of ours; qmail-remote strips inherited ones.
@@ -170,6 +172,30 @@ func AbsPath(name string) (string, error) {
 		return "", &Error{name, fmt.Sprintf("must be an absolute path, not %q", v)}
 	}
 	return filepath.Clean(v), nil
+}
+
+// Dirs returns the qmail home and the run directory as every program
+// finds them: QmailHome, or the configured home; QmailRun, or the
+// configured run directory, or, when none is configured, the home's run/
+// (overridden or not), as qmail-remote does. A variable that is set must
+// hold an absolute path. Under qmail-remote both are always set.
+func Dirs() (home, run string, err error) {
+	home = paths.QmailHome
+	if _, ok := os.LookupEnv(QmailHome); ok {
+		if home, err = AbsPath(QmailHome); err != nil {
+			return "", "", err
+		}
+	}
+	if _, ok := os.LookupEnv(QmailRun); ok {
+		if run, err = AbsPath(QmailRun); err != nil {
+			return "", "", err
+		}
+		return home, run, nil
+	}
+	if paths.QmailRun != "" {
+		return home, paths.QmailRun, nil
+	}
+	return home, filepath.Join(home, "run"), nil
 }
 
 // Int returns a decimal integer variable within [min, max].

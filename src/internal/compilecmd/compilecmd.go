@@ -15,28 +15,35 @@ import (
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/ctlcdb"
-	"qmail-remote-go/src/internal/paths"
+	"qmail-remote-go/src/internal/say"
 )
 
 // Main is the program called prog. It takes no arguments and calls
 // compile with the qmail home and the run directory: QMAILREMOTE_QMAILHOME
-// and QMAILREMOTE_QMAILRUN (absolute paths) or the configured defaults.
-// It exits 0 when compile succeeds; 100 when its error holds a
-// *ctlcdb.SyntaxError, printing each error it joins (errors.Join) on a
-// line of its own; 111 for any other error.
+// and QMAILREMOTE_QMAILRUN (absolute paths) or the configured defaults
+// (chainenv.Dirs). A home without a control/ directory is exit 111
+// before anything is created. It exits 0 when compile succeeds; 100 when
+// its error holds a *ctlcdb.SyntaxError, printing each error it joins
+// (errors.Join) on a line of its own; 111 for any other error.
 func Main(prog string, args []string, compile func(qmailHome, qmailRun string) error) chain.Next {
 	if len(args) != 1 {
 		chain.Usage(prog)
 	}
-	home := dir(prog, chainenv.QmailHome, paths.QmailHome)
-	// As qmail-remote: without a configured run directory, it follows the
-	// qmail home, overridden or not.
-	defRun := paths.Run()
-	if paths.QmailRun == "" {
-		defRun = filepath.Join(home, "run")
+	home, run, err := chainenv.Dirs()
+	if err != nil {
+		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
-	run := dir(prog, chainenv.QmailRun, defRun)
-	err := compile(home, run)
+	// Nothing is created under a home that is not one (a typo in
+	// QMAILREMOTE_QMAILHOME): the lock and the cdb would land in a tree
+	// that no delivery reads.
+	if st, err := os.Stat(filepath.Join(home, "control")); err != nil || !st.IsDir() {
+		why := "not a directory"
+		if err != nil {
+			why = say.Err(err)
+		}
+		chain.Die(chain.ExitSystem, prog, "%s is not a qmail home: %s: %s", home, filepath.Join(home, "control"), why)
+	}
+	err = compile(home, run)
 	var se *ctlcdb.SyntaxError
 	switch {
 	case err == nil:
@@ -49,19 +56,6 @@ func Main(prog string, args []string, compile func(qmailHome, qmailRun string) e
 		chain.Die(chain.ExitSystem, prog, "%v", err)
 	}
 	return chain.Exit(0)
-}
-
-// dir returns the override from the environment, or the configured
-// default. An override must be an absolute path.
-func dir(prog, name, def string) string {
-	if _, ok := os.LookupEnv(name); !ok {
-		return def
-	}
-	v, err := chainenv.AbsPath(name)
-	if err != nil {
-		chain.Die(chain.ExitUsage, prog, "%v", err)
-	}
-	return v
 }
 
 // lines lists the texts of the errors that err joins, or err's alone.

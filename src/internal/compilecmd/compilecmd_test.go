@@ -139,6 +139,51 @@ func TestSystemError(t *testing.T) {
 	})
 }
 
+// A qmail home that does not exist, or has no control/ directory (a
+// typo in QMAILREMOTE_QMAILHOME): exit 111 naming it, and nothing
+// created, neither under the home nor in the run directory.
+func TestNoHome(t *testing.T) {
+	each(t, func(t *testing.T, p program) {
+		root := t.TempDir()
+		missing := filepath.Join(root, "missing")
+		empty := filepath.Join(root, "empty")
+		fileControl := filepath.Join(root, "file")
+		for _, d := range []string{empty, fileControl} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(fileControl, "control"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run := filepath.Join(root, "run")
+		for _, home := range []string{missing, empty, fileControl} {
+			for _, env := range [][]string{
+				{"QMAILREMOTE_QMAILHOME=" + home},
+				{"QMAILREMOTE_QMAILHOME=" + home, "QMAILREMOTE_QMAILRUN=" + run},
+			} {
+				r := p.run(t, env)
+				want := p.name + ": fatal: " + home + " is not a qmail home: " + filepath.Join(home, "control") + ": "
+				if r.Code != 111 || r.Stdout != "" || !strings.HasPrefix(r.Stderr, want) {
+					t.Errorf("%q: exit %d stdout %q stderr %q, want 111 and %q...", env, r.Code, r.Stdout, r.Stderr, want)
+				}
+			}
+		}
+		// Only what the test made.
+		var got []string
+		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if path != root {
+				rel, _ := filepath.Rel(root, path)
+				got = append(got, rel)
+			}
+			return nil
+		})
+		if want := []string{"empty", "file", "file/control"}; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("the tree holds %q, want %q", got, want)
+		}
+	})
+}
+
 func TestUsage(t *testing.T) {
 	each(t, func(t *testing.T, p program) {
 		r := p.run(t, nil, "extra")

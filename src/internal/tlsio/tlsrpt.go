@@ -96,6 +96,8 @@ func (c *Config) Report(ip string, cs *tls.ConnectionState, result, why string) 
 	if result == tlsrpt.Success {
 		r.Reason = ""
 	}
+	// Unset only when the TLS stage runs by hand, outside a delivery:
+	// nothing to report then.
 	run := os.Getenv(chainenv.QmailRun)
 	if run == "" || r.Domain == "" {
 		return
