@@ -75,6 +75,12 @@ mode = $(or $(shell awk '$$1 == "$(1)" { print $$2 }' package/modes),0755)
 # The first installed name is the one the others link to.
 FIRST_LIBEXEC := $(firstword $(LIBEXEC_TARGETS))
 
+# The manual pages (doc/man): one in section 8 for every program, and the
+# control files in section 5. Listed from the programs, not found by a
+# wildcard: a program without its page fails install and check-man.
+MAN5 := doc/man/qmail-remote-control.5
+MAN8 := $(addprefix doc/man/,$(addsuffix .8,$(TARGETS)))
+
 # link_progs(programs, directory, source): each program a hard link to
 # source, made under a temporary name and renamed into place; where the
 # directory is on another file system than source, a copy of the binary
@@ -89,9 +95,9 @@ link_progs = for p in $(1) ; do \
 	  mv -f "$$t" '$(DESTDIR)$(2)'/"$$p" || exit 1 ; \
 	done
 
-.PHONY: all install install-bin install-libexec install-rundir install-qmail \
-  uninstall uninstall-qmail uninstall-bin uninstall-libexec \
-  check check-install check-configure check-interop vet fmt-check test demo bench clean \
+.PHONY: all install install-bin install-libexec install-rundir install-qmail install-man \
+  uninstall uninstall-qmail uninstall-bin uninstall-libexec uninstall-man \
+  check check-install check-configure check-scripting check-interop check-man vet fmt-check test demo bench clean \
   distclean print-config
 
 all: $(BUILT)
@@ -116,7 +122,7 @@ FORCE:
 # a qmail-rspawn starting a delivery during an upgrade runs either the old
 # program or the new one, never a half-written file. The stages go in
 # before the entry program that runs them.
-install: install-libexec install-bin install-rundir install-qmail
+install: install-libexec install-bin install-rundir install-qmail install-man
 
 install-libexec: $(addprefix $(BUILDDIR)/,$(LIBEXEC_TARGETS))
 	install -d -m 0755 '$(DESTDIR)$(LIBEXECDIR)'
@@ -127,6 +133,14 @@ install-libexec: $(addprefix $(BUILDDIR)/,$(LIBEXEC_TARGETS))
 install-bin: $(addprefix $(BUILDDIR)/,$(BIN_TARGETS)) install-libexec
 	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
 	@$(call link_progs,$(BIN_TARGETS),$(BINDIR),$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
+
+# The pages, mode 0644, each under a temporary name renamed into place.
+install-man: $(MAN5) $(MAN8)
+	install -d -m 0755 '$(DESTDIR)$(MANDIR)/man5' '$(DESTDIR)$(MANDIR)/man8'
+	@for f in $(MAN5) $(MAN8) ; do \
+	  s=$${f##*.} ; b=$${f##*/} ; d='$(DESTDIR)$(MANDIR)'/man$$s ; \
+	  install -m 0644 "$$f" "$$d/.$$b.new" && mv -f "$$d/.$$b.new" "$$d/$$b" || exit 1 ; \
+	done
 
 # QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6, and
 # in mta-sts/ and tlsrpt/ the MTA-STS policies and the TLS reports' log:
@@ -179,8 +193,22 @@ endif
 # LIBEXECDIR itself if it is left empty. BINDIR and QMAILDIR/bin stay.
 # QMAILRUNDIR/qmail-remote is state (smtproutes.cdb, tcpto6, MTA-STS
 # policies, the TLS reports' log), kept for a reinstall: never removed.
-uninstall: uninstall-libexec
+uninstall: uninstall-libexec uninstall-man
 	@echo 'note: left alone: $(DESTDIR)$(QMAILRUNDIR)/qmail-remote (state written at run time; remove it by hand if you want it gone)'
+
+# The pages make install put in MANDIR/man5 and man8. Under DESTDIR (a
+# staging tree) the directories they leave empty go too, up to DESTDIR;
+# in the live system MANDIR and its man5 and man8 are shared: left.
+uninstall-man:
+	@for f in $(MAN5) $(MAN8) ; do \
+	  s=$${f##*.} ; b=$${f##*/} ; d='$(DESTDIR)$(MANDIR)'/man$$s ; \
+	  rm -f "$$d/$$b" "$$d/.$$b.new" || exit 1 ; \
+	done
+	@if test -n '$(DESTDIR)' ; then \
+	  rmdir '$(DESTDIR)$(MANDIR)/man5' '$(DESTDIR)$(MANDIR)/man8' 2>/dev/null ; \
+	  d='$(MANDIR)' ; \
+	  while test -n "$$d" && test "$$d" != / && rmdir '$(DESTDIR)'"$$d" 2>/dev/null ; do d=$${d%/*} ; done ; \
+	fi ; :
 
 uninstall-qmail:
 ifeq ($(QMAIL_INSTALL),yes)
@@ -217,10 +245,20 @@ uninstall-libexec: uninstall-qmail uninstall-bin
 
 
 # Static checks, unit and program tests, then the installed chain.
-check: vet fmt-check test check-install check-configure
+check: vet fmt-check check-man test check-install check-configure check-scripting
 
 vet:
 	$(GO) vet ./...
+
+# The manual pages: mandoc -Tlint, any warning or error fails; then
+# tools/man-test.sh, against drift: each program page's SYNOPSIS is the
+# program's usage line and its OPTIONS has every option letter of it,
+# and the control page names every file of doc/control.md's table.
+check-man: $(MAN5) $(MAN8) all
+	@command -v mandoc >/dev/null 2>&1 || { echo 'check-man: mandoc is not installed: apt-get install mandoc (it checks the manual pages in doc/man)' 1>&2 ; exit 1 ; }
+	@out=$$(mandoc -Tlint -Wwarning $(MAN5) $(MAN8) 2>&1) ; rc=$$? ; \
+	if test $$rc != 0 || test -n "$$out" ; then echo "$$out" ; echo "check-man: mandoc -Tlint -Wwarning found problems (exit $$rc)" 1>&2 ; exit 1 ; fi
+	BUILDDIR='$(BUILDDIR)' sh tools/man-test.sh
 
 fmt-check:
 	@bad=$$($(GOFMT) -l src tools) || exit 1 ; \
@@ -252,6 +290,11 @@ check-install: all
 # from two directories (tools/configure-test.sh).
 check-configure: all
 	MAKE='$(MAKE)' sh tools/configure-test.sh
+
+# The recipes of doc/scripting.md, each run against local test servers
+# (tools/scripting-test.sh), so that the page cannot rot.
+check-scripting: all
+	sh tools/scripting-test.sh
 
 # Both ways: the chain in one process, then every stage a process.
 check-interop:
