@@ -42,12 +42,7 @@ func stsApplies(relay string) bool {
 func stsLookup(client *resolve.Client) func(context.Context, resolve.STSRecord) *resolve.STSPolicy {
 	return func(ctx context.Context, rec resolve.STSRecord) *resolve.STSPolicy {
 		host := strings.TrimSuffix(os.Getenv(chainenv.Host), ".")
-		txt := mtasts.TXT{Temporary: rec.Temporary}
-		if rec.Found {
-			if id, err := mtasts.ParseTXT(rec.Records); err == nil {
-				txt.ID, txt.Found = id, true
-			}
-		}
+		txt := stsfetch.FromRecord(rec)
 		// Unset only in a run by hand: then where qmail-remote would
 		// put it, never a path relative to the working directory.
 		_, run, err := chainenv.Dirs()

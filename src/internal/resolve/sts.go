@@ -39,8 +39,8 @@ type STSPolicy struct {
 // stsName is where a domain's MTA-STS TXT record is.
 func stsName(host string) string { return "_mta-sts." + host }
 
-// stsRecord turns the TXT answer into what Request.STS takes.
-func stsRecord(ans Answer) STSRecord {
+// STSRecordOf turns a _mta-sts TXT answer into what Request.STS takes.
+func STSRecordOf(ans Answer) STSRecord {
 	switch ans.Kind {
 	case Temporary:
 		return STSRecord{Temporary: true}
@@ -64,7 +64,7 @@ func (d *delivery) applySTS(txt *pending, ts []*target) {
 	if txt == nil || len(d.dane) > 0 {
 		return
 	}
-	p := d.req.STS(d.ctx, stsRecord(txt.wait()))
+	p := d.req.STS(d.ctx, STSRecordOf(txt.wait()))
 	if p == nil || p.Mode != "enforce" && p.Mode != "testing" {
 		return
 	}

@@ -110,22 +110,18 @@ func TXT(ctx context.Context, client *resolve.Client, domain string) mtasts.TXT 
 	return FromAnswer(ans)
 }
 
-// FromAnswer reads a _mta-sts TXT answer: found with a valid id, not
-// found (no record, or none valid), or a temporary failure.
-func FromAnswer(ans resolve.Answer) mtasts.TXT {
-	switch ans.Kind {
-	case resolve.Temporary:
-		return mtasts.TXT{Temporary: true}
-	case resolve.Found:
-		var recs []string
-		for _, rr := range ans.Records {
-			if t, ok := rr.(*dns.TXT); ok {
-				recs = append(recs, strings.Join(t.Txt, ""))
-			}
-		}
-		if id, err := mtasts.ParseTXT(recs); err == nil {
-			return mtasts.TXT{ID: id, Found: true}
+// FromAnswer reads a _mta-sts TXT answer as mtasts.Obtain takes it.
+func FromAnswer(ans resolve.Answer) mtasts.TXT { return FromRecord(resolve.STSRecordOf(ans)) }
+
+// FromRecord is what the TXT lookup gave, as mtasts.Obtain takes it:
+// found with a valid id, not found (no record, or none valid), or a
+// temporary failure.
+func FromRecord(rec resolve.STSRecord) mtasts.TXT {
+	txt := mtasts.TXT{Temporary: rec.Temporary}
+	if rec.Found {
+		if id, err := mtasts.ParseTXT(rec.Records); err == nil {
+			txt.ID, txt.Found = id, true
 		}
 	}
-	return mtasts.TXT{}
+	return txt
 }
