@@ -79,11 +79,12 @@ sinkpids="$sinkpids $!"
 wait_addr "$tmp/dns.addr" "$tmp/dns.log" tools/dnszone
 dnsaddr=$(sed -n 1p "$tmp/dns.addr")
 
-# The qmail home the routes recipe reads (QMAILREMOTE_QMAILHOME).
+# The qmail home the routes recipes read (QMAILREMOTE_QMAILHOME).
 home=$tmp/qmail
 mkdir -p "$home/control" "$home/queue/lock" "$home/run"
 echo client.example.test > "$home/control/me"
 echo "relay.example.test:[127.0.0.2]:$sport" > "$home/control/smtproutes"
+echo "@example.net:[127.0.0.2]:$sport" > "$home/control/senderroutes"
 
 # The environment of the recipes: nothing QMAILREMOTE_* of the caller.
 for v in $(env | sed -n 's/^\(QMAILREMOTE_[A-Za-z0-9_]*\)=.*/\1/p') ; do
@@ -200,6 +201,11 @@ while read -r recipe ; do
            "example.test: connect to port 25 of mx1.example.test/127.0.0.2 mx2.example.test/127.0.0.3" \
            "relay.example.test: relay [127.0.0.2], port $port, auth none" \
            "relay.example.test: connect to port $port of [127.0.0.2]/127.0.0.2" ;;
+    sender-route)
+      exit0 ; quiet ; lines 3
+      want "<alice@example.net>: relay [127.0.0.2], port $port, by <@example.net>" \
+           "<bob@example.org>: relay none (MX lookup), port 25, by smtproutes" \
+           "<>: relay none (MX lookup), port 25, by smtproutes" ;;
     deliver)
       exit0 ; quiet
       want "r" "K127.0.0.2 accepted message." "Remote host said: 250 2.0.0 ok 1"
@@ -260,7 +266,7 @@ while read -r recipe ; do
   ran=$((ran + 1))
 done < "$tmp/recipes.list"
 
-for r in mx mx-or-report route deliver stages io tls-probe tls-probe-json tls-stages reports reports-bash exit-codes ; do
+for r in mx mx-or-report route sender-route deliver stages io tls-probe tls-probe-json tls-stages reports reports-bash exit-codes ; do
   grep -q "^$r\." "$tmp/recipes.list" || fail "doc/scripting.md has no recipe $r (tools/scripting-test.sh checks one)"
 done
 test ! -e "$tmp/sink/5.env" || fail "the sink received more messages than the recipes send"

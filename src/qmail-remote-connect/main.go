@@ -30,6 +30,7 @@ import (
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
+	"qmail-remote-go/src/internal/outgoingip"
 	"qmail-remote-go/src/internal/proc"
 	"qmail-remote-go/src/internal/progress"
 	"qmail-remote-go/src/internal/report"
@@ -66,6 +67,9 @@ type config struct {
 	// tlsStage names the TLS stage (QMAILREMOTE_TLSIO's base name), for
 	// a report on a connection where it, not prog, was running.
 	tlsStage string
+	// source: the addresses to connect from (QMAILREMOTE_OUTGOINGIP);
+	// zero for a family: the kernel chooses.
+	source outgoingip.Source
 }
 
 // Main is the program.
@@ -157,6 +161,9 @@ func readConfig() (config, error) {
 	for _, h := range hosts {
 		cfg.dane[h.Name] = h
 	}
+	if cfg.source, err = outgoingip.ParseEnv(os.Getenv(chainenv.OutgoingIP)); err != nil {
+		return cfg, &chainenv.Error{Name: chainenv.OutgoingIP, Reason: err.Error()}
+	}
 	cfg.tlsStage = "the TLS stage"
 	if v := os.Getenv(chainenv.TLSIO); v != "" {
 		cfg.tlsStage = filepath.Base(v)
@@ -194,7 +201,7 @@ type child struct {
 type walker struct {
 	cfg   config
 	tab   *tcpto.Table
-	dial  func(netip.AddrPort, time.Duration) (*connect.Conn, error)
+	dial  func(remote netip.AddrPort, source netip.Addr, timeout time.Duration) (*connect.Conn, error)
 	run   func(c chainenv.Candidate, conn *connect.Conn, mode string) child
 	label string // prog's name, for reports
 }
@@ -269,7 +276,18 @@ func (w *walker) walk() []byte {
 // child's verdict was.
 func (w *walker) try(c chainenv.Candidate, mode string, reasons *[]string) (out []byte, v verdict, connected bool) {
 	p := w.cfg.tls
-	conn, err := w.dial(netip.AddrPortFrom(c.Addr, w.cfg.port), w.cfg.timeout)
+	source := w.cfg.source.V6
+	if c.Addr.Unmap().Is4() {
+		source = w.cfg.source.V4
+	}
+	conn, err := w.dial(netip.AddrPortFrom(c.Addr, w.cfg.port), source, w.cfg.timeout)
+	if connect.BindFailed(err) {
+		// The admin's address is wrong for every server of this
+		// family: stop, loudly, rather than go out from an address
+		// the kernel picks (doc/outgoingip.md).
+		return report.Format(report.Temporary, "Unable to connect to "+c.Addr.String()+" from the address control/outgoingip gives: "+
+			connect.BindReason(source, err)+". (#4.3.0)\n"), final, false
+	}
 	if err != nil {
 		// As stock: a timeout counts, any other connect error
 		// clears (the host answered, so it is up). A socket()

@@ -605,7 +605,7 @@ func fullListener(t *testing.T) string {
 	port := sa.(*unix.SockaddrInet4).Port
 	remote := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 	for range 4 {
-		c, err := connect.Dial(remote, 300*time.Millisecond)
+		c, err := connect.Dial(remote, netip.Addr{}, 300*time.Millisecond)
 		if connect.TimedOut(err) {
 			return fmt.Sprint(port)
 		}
@@ -656,7 +656,7 @@ func TestWalkTimeoutRecorded(t *testing.T) {
 			port: 25, timeout: time.Second,
 		},
 		tab: tcpto.Open(home, filepath.Join(home, "run")),
-		dial: func(ap netip.AddrPort, _ time.Duration) (*connect.Conn, error) {
+		dial: func(ap netip.AddrPort, _ netip.Addr, _ time.Duration) (*connect.Conn, error) {
 			dialed = append(dialed, ap.String())
 			if ap.Addr().Is6() {
 				return nil, &connect.Error{Op: "socket", Err: unix.EAFNOSUPPORT}

@@ -20,6 +20,7 @@ import (
 
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/report"
+	"qmail-remote-go/src/internal/senders"
 	"qmail-remote-go/src/internal/smtp"
 	"qmail-remote-go/src/internal/smtpauth"
 )
@@ -30,7 +31,10 @@ type authConfig struct {
 	qmailHome string // where control/smtpauth is
 	relay     string // the route's relay and port: the key in control/smtpauth
 	port      int
-	user      string // after a successful AUTH, for the K report
+	// sender is the sender key of the credentials (QMAILREMOTE_AUTHSENDER,
+	// canonical), "" for the relay's own.
+	sender string
+	user   string // after a successful AUTH, for the K report
 }
 
 // readAuthEnv reads QMAILREMOTE_AUTH and what the lookup in
@@ -64,6 +68,13 @@ func readAuthEnv(cfg *config, die func(error)) {
 		die(err)
 	}
 	cfg.auth.port = int(port)
+	if v := os.Getenv(chainenv.AuthSender); v != "" {
+		k, _, reason := senders.Split(v+":", false, true)
+		if reason != "" {
+			die(&chainenv.Error{Name: chainenv.AuthSender, Reason: reason})
+		}
+		cfg.auth.sender = k
+	}
 }
 
 // smtps says whether the session is TLS from the first byte.
@@ -132,8 +143,13 @@ func (s *session) authenticate() (o outcome, quit, giveUp bool) {
 		return outcome{report.Temporary, "Connected to " + ip + " but it offers none of the AUTH mechanisms I know (PLAIN, LOGIN): it offers " + offered + ". (#4.7.0)\n"}, true, true
 	}
 
-	e, found, err := smtpauth.Lookup(a.qmailHome, a.relay, a.port)
+	// The very entry the routes stage found, not a fallback: a sender's
+	// credentials gone since must not become the relay's own.
+	e, _, found, err := smtpauth.Lookup(a.qmailHome, []string{a.sender}, a.relay, a.port)
 	if err == nil && !found {
+		if a.sender != "" {
+			where = senders.Show(a.sender) + " at " + where
+		}
 		err = fmt.Errorf("%s has no credentials for %s any more", smtpauth.File, where)
 	}
 	if err != nil {

@@ -234,6 +234,11 @@ func (s *stage) verdict(r *hostRun) Verdict {
 		return skip("no DNSSEC-secure TLSA records, and control/tlspolicy says dane-only")
 	case p.Level == chainenv.LevelVerify && !p.Anchors:
 		return Verdict{Action: "skip", Text: "no host is used: control/tlspolicy says verify but control/trustanchors is not set (every delivery gets a Z)"}
+	case r.bindWhy != "":
+		// qmail-remote-connect: never the next candidate, never an
+		// address the kernel chooses instead of the admin's.
+		return Verdict{Action: "skip", Text: "no host is used: unable to connect from the address control/outgoingip gives: " +
+			r.bindWhy + " (every delivery gets a Z, without trying another candidate or another source address)"}
 	case !h.Connect.OK:
 		return skip(h.Connect.Error)
 	}

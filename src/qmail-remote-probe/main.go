@@ -6,7 +6,8 @@
 // as a delivery does (doc/qmail-remote-probe.md):
 //
 //	qmail-remote-probe domain                      (the front end)
-//	 └─ LIBEXECDIR/qmail-remote-routes             (smtproutes, smtpauth, tlspolicy)
+//	 └─ LIBEXECDIR/qmail-remote-routes             (senderroutes, smtproutes, smtpauth,
+//	                                                tlspolicy, outgoingip)
 //	     qmail-remote-probe --route ...            (-r, -p, -l; says what routes set)
 //	     LIBEXECDIR/qmail-remote-resolve           (MX, addresses, TLSA: the candidates)
 //	     qmail-remote-probe --probe ...            (instead of the connector: probes
@@ -31,6 +32,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
@@ -46,7 +49,7 @@ const prog = "qmail-remote-probe"
 // Name is the program's name in the multicall binary.
 const Name = prog
 
-const usage = "qmail-remote-probe [-j] [-l level] [-n max] [-p port] [-r relay] [-t seconds] destination"
+const usage = "qmail-remote-probe [-j] [-f sender] [-l level] [-n max] [-p port] [-r relay] [-t seconds] destination"
 
 // The internal steps: the first argument says which.
 const (
@@ -81,6 +84,7 @@ func Main(args []string) chain.Next {
 // options are the front end's.
 type options struct {
 	json    bool
+	sender  senderFlag
 	level   string
 	max     int
 	port    int
@@ -94,6 +98,7 @@ func parseOptions(args []string) options {
 	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&o.json, "j", false, "")
+	fs.Var(&o.sender, "f", "")
 	fs.StringVar(&o.level, "l", "", "")
 	fs.IntVar(&o.max, "n", defaultMax, "")
 	fs.IntVar(&o.port, "p", 0, "")
@@ -117,6 +122,11 @@ func parseOptions(args []string) options {
 	if o.dest == "" || strings.ContainsFunc(o.dest, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		bad("the destination %q is not a domain or an address literal", o.dest)
 	}
+	if o.sender.set {
+		if why := checkSender(o.sender.v); why != "" {
+			bad("-f: the sender %q %s", o.sender.v, why)
+		}
+	}
 	if o.level != "" {
 		if err := connect.ParseLevel(o.level); err != nil {
 			bad("-l %v", err)
@@ -137,6 +147,32 @@ func parseOptions(args []string) options {
 		bad("-t must be a number of seconds from 1 to %d", maxTimeout)
 	}
 	return o
+}
+
+// senderFlag is -f's value, and whether -f was given at all: -f with an
+// empty argument is a bounce (the empty sender), no -f no sender.
+type senderFlag struct {
+	set bool
+	v   string
+}
+
+func (f *senderFlag) String() string { return f.v }
+
+func (f *senderFlag) Set(v string) error {
+	f.set, f.v = true, v
+	return nil
+}
+
+// checkSender says what is wrong with a sender for -f, "" when nothing
+// is: it goes into the environment and onto the terminal.
+func checkSender(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "is not UTF-8"
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }):
+		return "holds a space or a control character"
+	}
+	return ""
 }
 
 // frontMain sets up the chain as qmail-remote does, runs it, and prints
@@ -161,7 +197,11 @@ func frontMain(args []string) chain.Next {
 	if err != nil {
 		chain.Die(chain.ExitSystem, prog, "unable to find my own path: %v", err)
 	}
-	env := chainEnv(home, run, o.dest, cf)
+	var sender *string
+	if o.sender.set {
+		sender = &o.sender.v
+	}
+	env := chainEnv(home, run, o.dest, sender, cf)
 	argv := []string{filepath.Join(libexec, "qmail-remote-routes"), self, routeStep, "-s", strconv.FormatInt(cf.TLSStrictness, 10)}
 	if o.level != "" {
 		argv = append(argv, "-l", o.level)
@@ -210,10 +250,13 @@ func frontMain(args []string) chain.Next {
 }
 
 // chainEnv is the environment qmail-remote would give the chain, minus
-// what only the delivery of a message needs (envelope, size, the TLS
+// what only the delivery of a message needs (recipients, size, the TLS
 // stage): inherited QMAILREMOTE_* variables are dropped, so that only
-// the control files steer the stages, as in a delivery.
-func chainEnv(home, run, dest string, cf remotecontrol.Controls) []string {
+// the control files steer the stages, as in a delivery. The sender (-f;
+// nil: not given) is set as qmail-remote sets it, so that the lines of
+// senderroutes, smtpauth and outgoingip keyed by sender apply; without
+// it QMAILREMOTE_SENDER is unset, and none of them does.
+func chainEnv(home, run, dest string, sender *string, cf remotecontrol.Controls) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -226,6 +269,9 @@ func chainEnv(home, run, dest string, cf remotecontrol.Controls) []string {
 	set(chainenv.QmailHome, home)
 	set(chainenv.QmailRun, run)
 	set(chainenv.Host, dest)
+	if sender != nil {
+		set(chainenv.Sender, *sender)
+	}
 	cf.Env(set)
 	if chain.RealExec() {
 		set(chain.RealExecEnv, "1")

@@ -461,7 +461,8 @@ func TestJSONFields(t *testing.T) {
 		}
 	}
 	has(m, "result", "version", "destination", "route", "policy", "ended", "mx", "candidates", "probed", "dane_hosts", "mta_sts", "hosts", "mx_not_candidates", "notes")
-	has(m["route"].(map[string]any), "route", "relay", "relay_source", "port", "port_source", "auth")
+	has(m["route"].(map[string]any), "route", "relay", "relay_source", "port", "port_source", "auth", "auth_sender",
+		"sender", "sender_route", "outgoing_ip")
 	has(m["policy"].(map[string]any), "policy", "level", "level_source", "file_level", "key", "match", "pins", "tlsstrictness", "trustanchors", "why")
 	hosts := m["hosts"].([]any)
 	h := hosts[0].(map[string]any)
@@ -492,6 +493,11 @@ func TestUsage(t *testing.T) {
 		{"-r", "[300.1.1.1]", "example.test"},
 		{"-t", "0", "example.test"},
 		{"exa mple.test"},
+		{"-f", "a b@example.org", "example.test"},
+		{"-f", "a\x01b@example.org", "example.test"},
+		{"-f", "a\u0085b@example.org", "example.test"},
+		{"-f", "a\xffb@example.org", "example.test"},
+		{"-f"},
 		{""},
 	} {
 		out, errs, code := w.run(args...)

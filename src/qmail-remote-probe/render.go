@@ -7,6 +7,9 @@ package qmailremoteprobe
 import (
 	"fmt"
 	"strings"
+
+	"qmail-remote-go/src/internal/outgoingip"
+	"qmail-remote-go/src/internal/senders"
 )
 
 type printer struct{ b strings.Builder }
@@ -51,6 +54,9 @@ func render(r *Result) string {
 	p := &printer{}
 	p.text("qmail-remote-probe: " + r.Destination)
 	if rt := r.Route; rt != nil {
+		if rt.Sender != nil {
+			p.line(0, "sender", senderText(*rt.Sender))
+		}
 		where := "MX lookup"
 		if rt.Relay != "" {
 			where = "relay " + rt.Relay + " (" + rt.RelaySource + ")"
@@ -59,10 +65,16 @@ func render(r *Result) string {
 		if rt.PortSource != "default" {
 			v += " (" + rt.PortSource + ")"
 		}
-		if rt.Auth != "" {
+		switch {
+		case rt.AuthSender != "":
+			v += "\ncontrol/smtpauth has the sender's credentials for it (" + rt.AuthSender + ", " + rt.Auth + "); the probe never authenticates"
+		case rt.Auth != "":
 			v += "\ncontrol/smtpauth has credentials for it (" + rt.Auth + "); the probe never authenticates"
 		}
 		p.line(0, "route", v)
+		if rt.OutgoingIP != "" {
+			p.line(0, "outgoing IP", sourceText(rt.OutgoingIP))
+		}
 	}
 	if pol := r.Policy; pol != nil {
 		v := pol.Why
@@ -109,6 +121,35 @@ func render(r *Result) string {
 		renderHost(p, &h)
 	}
 	return p.b.String()
+}
+
+// senderText is -f's sender as shown: bounces by their keys.
+func senderText(s string) string {
+	switch s {
+	case "":
+		return senders.Bounce + " (a bounce)"
+	case senders.DoubleBounceSender:
+		return s + " (a double bounce)"
+	}
+	return s
+}
+
+// sourceText is QMAILREMOTE_OUTGOINGIP as shown: which address for
+// which family, and that the kernel chooses for the other.
+func sourceText(v string) string {
+	const file = " (" + outgoingip.File + ")"
+	s, err := outgoingip.ParseEnv(v)
+	switch {
+	case err != nil:
+		return v + file
+	case s.V4.IsValid() && s.V6.IsValid():
+		return s.V4.String() + " to IPv4 servers, " + s.V6.String() + " to IPv6 servers" + file
+	case s.V4.IsValid():
+		return s.V4.String() + file + "; to IPv6 servers, from an address the kernel chooses"
+	case s.V6.IsValid():
+		return s.V6.String() + file + "; to IPv4 servers, from an address the kernel chooses"
+	}
+	return v + file
 }
 
 func notes(p *printer, ns []string) {

@@ -46,13 +46,30 @@ type STS struct {
 
 // Route is where the mail goes.
 type Route struct {
-	Relay       string `json:"relay"`        // "" for an MX lookup
-	RelaySource string `json:"relay_source"` // "smtproutes", "-r" or "none"
+	Relay string `json:"relay"` // "" for an MX lookup
+	// RelaySource: "smtproutes", "senderroutes <key>" (the key of the
+	// control/senderroutes line, as in SenderRoute), "-r" or "none".
+	RelaySource string `json:"relay_source"`
 	Port        int    `json:"port"`
-	PortSource  string `json:"port_source"` // "smtproutes", "-p" or "default"
+	PortSource  string `json:"port_source"` // "smtproutes", "senderroutes <key>", "-p" or "default"
 	// Auth is control/smtpauth's method for the relay and port
 	// ("starttls", "smtps"), "" for none. The probe never authenticates.
 	Auth string `json:"auth"`
+	// AuthSender is the sender key (<@example.org>) of the control/smtpauth
+	// line whose credentials these are; "" for the relay's own, or none.
+	AuthSender string `json:"auth_sender"`
+	// Sender is -f's envelope sender as the stages got it in
+	// QMAILREMOTE_SENDER ("" a bounce, "#@[]" a double bounce); nil
+	// without -f: then no line keyed by sender applies.
+	Sender *string `json:"sender"`
+	// SenderRoute is the key of the control/senderroutes line that chose
+	// the route (QMAILREMOTE_SENDERROUTE: <@example.org>, <>, ...); ""
+	// when smtproutes did.
+	SenderRoute string `json:"sender_route"`
+	// OutgoingIP is control/outgoingip's addresses to connect from
+	// (QMAILREMOTE_OUTGOINGIP: an IPv4 address, an IPv6 address or one
+	// of each, IPv4 first, a space between); "" when the kernel chooses.
+	OutgoingIP string `json:"outgoing_ip"`
 }
 
 // Policy is what decides TLS for the destination.

@@ -4,6 +4,9 @@ package qmailremoteprobe
 // administrator's -r, -p and -l (so that the resolver looks up the relay,
 // port and TLSA records asked for), prints one line saying what routes
 // set and what was replaced, and execs the rest of its command line.
+// What routes set for the sender (the front end's -f, in
+// QMAILREMOTE_SENDER) it reads from the variables routes exports:
+// QMAILREMOTE_SENDERROUTE, QMAILREMOTE_AUTHSENDER, QMAILREMOTE_OUTGOINGIP.
 
 import (
 	"encoding/json"
@@ -34,23 +37,39 @@ func routeMain(args []string) chain.Next {
 	die := func(err error) { chain.Die(chain.ExitUsage, prog, "%v", err) }
 
 	r := &Route{Relay: os.Getenv(chainenv.Relay), RelaySource: "none", PortSource: "default",
-		Auth: os.Getenv(chainenv.Auth)}
+		Auth: os.Getenv(chainenv.Auth), SenderRoute: os.Getenv(chainenv.SenderRoute),
+		OutgoingIP: os.Getenv(chainenv.OutgoingIP)}
+	if sender, ok := os.LookupEnv(chainenv.Sender); ok {
+		r.Sender = &sender
+	}
+	if r.Auth != "" {
+		r.AuthSender = os.Getenv(chainenv.AuthSender)
+	}
 	p, err := chainenv.Int(chainenv.Port, 1, 65535)
 	if err != nil {
 		die(err)
 	}
 	r.Port = int(p)
+	// The table that chose the route: a senderroutes line (by its key)
+	// when routes exported one, else smtproutes.
+	table := "smtproutes"
+	if r.SenderRoute != "" {
+		table = "senderroutes " + r.SenderRoute
+	}
 	if r.Relay != "" {
-		r.RelaySource = "smtproutes"
+		r.RelaySource = table
 	}
 	if r.Port != 25 {
-		r.PortSource = "smtproutes"
+		r.PortSource = table
 	}
 	var notes []string
 	if *relay != "" && *relay != r.Relay {
 		notes = append(notes, fmt.Sprintf("-r %s replaces the route's relay (%s)", *relay, orNone(r.Relay, "MX lookup")))
 		r.Relay, r.RelaySource = *relay, "-r"
 		os.Setenv(chainenv.Relay, *relay)
+		// The relay is -r's now, not the senderroutes line's: the
+		// resolver's texts must not blame that file for it.
+		os.Unsetenv(chainenv.SenderRoute)
 	}
 	if *port != 0 && *port != r.Port {
 		notes = append(notes, fmt.Sprintf("-p %d replaces the route's port (%d)", *port, r.Port))
@@ -66,8 +85,9 @@ func routeMain(args []string) chain.Next {
 		// tlsstrictness 2 and at least verify for them: neither holds for
 		// another route.
 		notes = append(notes, "control/smtpauth's credentials are for the route's relay and port, not for these: left out")
-		r.Auth = ""
+		r.Auth, r.AuthSender = "", ""
 		os.Unsetenv(chainenv.Auth)
+		os.Unsetenv(chainenv.AuthSender)
 		os.Setenv(chainenv.TLSStrictness, strconv.Itoa(*strictness))
 		if file.Found {
 			os.Setenv(chainenv.TLSPolicy, file.Level)
@@ -121,16 +141,20 @@ func policyWhy(p *Policy, r *Route, fileStrictness int) string {
 	if p.FileLevel != "" {
 		line = fmt.Sprintf("control/tlspolicy says %s (%s)", p.FileLevel, keyText(p.Key))
 	}
+	creds := "credentials"
+	if r.AuthSender != "" {
+		creds = "the credentials of " + r.AuthSender
+	}
 	switch {
 	case p.LevelSource == "-l":
 		return fmt.Sprintf("-l %s (%s)", p.Level, line)
 	case p.Level != "" && p.Level != p.FileLevel && r.Auth != "":
-		return fmt.Sprintf("%s, raised to %s: control/smtpauth has credentials for %s:%d", line, p.Level, r.Relay, r.Port)
+		return fmt.Sprintf("%s, raised to %s: control/smtpauth has %s for %s:%d", line, p.Level, creds, r.Relay, r.Port)
 	case p.Level != "":
 		return line
 	case r.Auth != "" && fileStrictness != p.Strictness:
-		return fmt.Sprintf("%s; control/smtpauth has credentials for %s:%d, so tlsstrictness %d (control/tlsstrictness says %d)",
-			line, r.Relay, r.Port, p.Strictness, fileStrictness)
+		return fmt.Sprintf("%s; control/smtpauth has %s for %s:%d, so tlsstrictness %d (control/tlsstrictness says %d)",
+			line, creds, r.Relay, r.Port, p.Strictness, fileStrictness)
 	case p.TrustAnchors == "":
 		return line + ", and control/trustanchors is not set: no STARTTLS"
 	}

@@ -50,6 +50,9 @@ type hostRun struct {
 	cfgWhy    string // why the delivery's configuration cannot be made
 	verifyErr error
 	authBy    string
+	// bindWhy: the socket could not be bound to control/outgoingip's
+	// address (connect.BindReason); a delivery stops there, with a Z.
+	bindWhy string
 }
 
 // conv is the conversation on a connection, plain or TLS.
@@ -129,8 +132,17 @@ func (s *stage) probeHost(c chainenv.Candidate, skip bool) *hostRun {
 	}
 
 	start := time.Now()
-	sock, err := connect.Dial(netip.AddrPortFrom(c.Addr, uint16(s.port)), s.timeoutConnect)
+	source := s.source.V6
+	if c.Addr.Unmap().Is4() {
+		source = s.source.V4
+	}
+	sock, err := connect.Dial(netip.AddrPortFrom(c.Addr, uint16(s.port)), source, s.timeoutConnect)
 	h.Connect.Ms = time.Since(start).Milliseconds()
+	if connect.BindFailed(err) {
+		r.bindWhy = connect.BindReason(source, err)
+		h.Connect.Error = "Unable to connect from the address control/outgoingip gives: " + r.bindWhy + "."
+		return r
+	}
 	if err != nil {
 		h.Connect.Error = connect.Reason(c.Addr, err)
 		return r

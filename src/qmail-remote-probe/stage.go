@@ -28,6 +28,7 @@ import (
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/connect"
 	"qmail-remote-go/src/internal/dane"
+	"qmail-remote-go/src/internal/outgoingip"
 	"qmail-remote-go/src/internal/resolve"
 	"qmail-remote-go/src/internal/say"
 	"qmail-remote-go/src/internal/tcpto"
@@ -54,6 +55,7 @@ type stage struct {
 	policy                              connect.Policy
 	match, pins                         []string
 	auth                                string
+	source                              outgoingip.Source // QMAILREMOTE_OUTGOINGIP
 
 	anchors    *tlsio.Anchors // nil: none, or they do not load (anchorsWhy)
 	anchorsWhy string
@@ -103,6 +105,9 @@ func readStage(limit time.Duration) (*stage, error) {
 		return nil, err
 	}
 	s.relay = os.Getenv(chainenv.Relay)
+	if s.source, err = outgoingip.ParseEnv(os.Getenv(chainenv.OutgoingIP)); err != nil {
+		return nil, &chainenv.Error{Name: chainenv.OutgoingIP, Reason: err.Error()}
+	}
 	port, err := chainenv.Int(chainenv.Port, 1, 65535)
 	if err != nil {
 		return nil, err

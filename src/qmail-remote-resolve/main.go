@@ -36,6 +36,9 @@ func Main(args []string) chain.Next {
 		}
 	}
 	req := resolve.Request{Host: host, Relay: relay}
+	if os.Getenv(chainenv.SenderRoute) != "" {
+		req.RelayFrom = "senderroutes"
+	}
 	// Both are always set by qmail-remote; unset (a run by hand) means no
 	// local addresses and no time limit.
 	if _, ok := os.LookupEnv(chainenv.IPMe); ok {

@@ -10,6 +10,7 @@ import (
 	"qmail-remote-go/src/internal/chainenv"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/routes"
+	"qmail-remote-go/src/internal/senders"
 	"qmail-remote-go/src/internal/smtpauth"
 )
 
@@ -22,13 +23,17 @@ import (
 // file says: a password goes only to a server whose certificate verified.
 // Without trust anchors nothing can verify, so the mail waits (Z) rather
 // than going out unauthenticated or in cleartext.
-func exportAuth(home string, r routes.Route) {
+//
+// keys are the sender keys tried before the relay's own entry
+// (smtpauth.SenderKeys); the one found goes to QMAILREMOTE_AUTHSENDER.
+func exportAuth(home string, r routes.Route, keys []string) {
 	// Whatever the caller's environment held, only this stage decides.
 	os.Unsetenv(chainenv.Auth)
+	os.Unsetenv(chainenv.AuthSender)
 	if r.Relay == "" {
 		return
 	}
-	e, found, err := smtpauth.Lookup(home, r.Relay, r.Port)
+	e, key, found, err := smtpauth.Lookup(home, keys, r.Relay, r.Port)
 	if err != nil {
 		var se *smtpauth.SyntaxError
 		var fe *smtpauth.FileError
@@ -41,6 +46,9 @@ func exportAuth(home string, r routes.Route) {
 		return
 	}
 	where := r.Relay + ":" + strconv.Itoa(r.Port)
+	if key != "" {
+		where = senders.Show(key) + " at " + where
+	}
 	ta := os.Getenv(chainenv.TrustAnchors)
 	if ta == "" {
 		outcome(smtpauth.File + " has credentials for " + where +
@@ -53,6 +61,9 @@ func exportAuth(home string, r routes.Route) {
 			" but control/trustanchors names " + ta + ": " + err.Error() + ". (#4.3.0)\n")
 	}
 	os.Setenv(chainenv.Auth, e.Method)
+	if key != "" {
+		os.Setenv(chainenv.AuthSender, senders.Show(key))
+	}
 	os.Setenv(chainenv.TLSStrictness, "2")
 	raisePolicy()
 }

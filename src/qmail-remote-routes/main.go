@@ -1,8 +1,10 @@
 // qmail-remote-routes is the routes stage of the chain: it looks the
-// delivery's host up in control/smtproutes (compiling smtproutes.cdb first
-// when the text has changed), exports the relay and port, and execs into
+// delivery's sender up in control/senderroutes and, when no line there
+// gives a relay, its host in control/smtproutes (compiling each cdb first
+// when its text has changed), exports the relay and port, and execs into
 // the rest of its command line. When control/smtpauth has credentials for
-// the route's relay, it says so in QMAILREMOTE_AUTH (auth.go).
+// the route's relay, it says so in QMAILREMOTE_AUTH (auth.go); the
+// addresses to connect from go to QMAILREMOTE_OUTGOINGIP (source.go).
 package qmailremoteroutes
 
 import (
@@ -12,8 +14,11 @@ import (
 
 	"qmail-remote-go/src/internal/chain"
 	"qmail-remote-go/src/internal/chainenv"
+	"qmail-remote-go/src/internal/ctlcdb"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/routes"
+	"qmail-remote-go/src/internal/senders"
+	"qmail-remote-go/src/internal/smtpauth"
 )
 
 const usage = "qmail-remote-routes prog..."
@@ -35,17 +40,26 @@ func Main(args []string) chain.Next {
 		chain.Die(chain.ExitUsage, prog, "%v", err)
 	}
 
-	r, err := routes.Lookup(home, run, host)
-	if err != nil {
-		// A broken smtproutes is a delivery outcome, not a stage failure:
-		// the mail waits in the queue (Z) until the admin fixes the file,
-		// rather than going wherever a half-read table would send it.
-		var se *routes.SyntaxError
-		var fe *routes.FileError
-		if !errors.As(err, &se) && !errors.As(err, &fe) {
-			chain.Die(chain.ExitSystem, prog, "%v", err)
+	// By hand the sender may be unknown: then no line keyed by sender
+	// applies (doc/qmail-remote-routes.md).
+	sender, hasSender := os.LookupEnv(chainenv.Sender)
+	os.Unsetenv(chainenv.SenderRoute)
+	var r routes.Route
+	if hasSender {
+		sr, err := routes.LookupSender(home, run, sender)
+		if err != nil {
+			return tableError(err)
 		}
-		return chain.Final(prog, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n")
+		if sr.Found && sr.Relay != "" {
+			r = sr.Route
+			os.Setenv(chainenv.SenderRoute, senders.Show(sr.Key))
+		}
+	}
+	if !r.Found {
+		var err error
+		if r, err = routes.Lookup(home, run, host); err != nil {
+			return tableError(err)
+		}
 	}
 
 	if r.Relay != "" {
@@ -55,6 +69,19 @@ func Main(args []string) chain.Next {
 	}
 	os.Setenv(chainenv.Port, strconv.Itoa(r.Port))
 	exportPolicy(home, run, host)
-	exportAuth(home, r)
+	exportAuth(home, r, smtpauth.SenderKeys(sender, hasSender))
+	exportSource(home, run, host, sender, hasSender)
 	return chain.Exec(args[1:])
+}
+
+// tableError makes a table that cannot be read a delivery outcome, not a
+// stage failure: the mail waits in the queue (Z) until the admin fixes
+// the file, rather than going wherever a half-read table would send it.
+func tableError(err error) chain.Next {
+	var se *ctlcdb.SyntaxError
+	var fe *ctlcdb.FileError
+	if !errors.As(err, &se) && !errors.As(err, &fe) {
+		chain.Die(chain.ExitSystem, prog, "%v", err)
+	}
+	return chain.Final(prog, report.Temporary, "Unable to read control files: "+err.Error()+". (#4.3.0)\n")
 }

@@ -117,6 +117,9 @@ ALL_NS="$NS_CL $NS_DNS $NS_PF $NS_EX $NS_OS $NS_AUTH $NS_STS $NS_BR"
 
 # Addresses: documentation ranges only (RFC 5737, RFC 3849).
 CL4=192.0.2.10 CL6=2001:db8::10
+# The client's second pair, for control/outgoingip: connections come from
+# the first pair unless the chain binds to these.
+CL4B=192.0.2.11 CL6B=2001:db8::11
 DNS4=192.0.2.53 DNS6=2001:db8::53
 PF4=192.0.2.25 PF6=2001:db8::25
 EX4=192.0.2.26 EX6=2001:db8::26
@@ -346,6 +349,10 @@ host_ns() { # name v4 v6
 	printf '127.0.0.1 localhost\n::1 localhost\n' >"/etc/netns/$1/hosts"
 }
 host_ns "$NS_CL" "$CL4" "$CL6" cl
+ip -n "$NS_CL" addr add "$CL4B/24" dev eth0
+# Deprecated (preferred_lft 0): the kernel never picks it as a source by
+# itself, so every other case still comes from CL6; a bind to it works.
+ip -n "$NS_CL" addr add "$CL6B/64" dev eth0 nodad preferred_lft 0
 host_ns "$NS_DNS" "$DNS4" "$DNS6" dns
 host_ns "$NS_PF" "$PF4" "$PF6" pf
 host_ns "$NS_EX" "$EX4" "$EX6" ex
@@ -666,6 +673,7 @@ fallback.test. 300 IN MX 10 closed.mx.test.
 fallback.test. 300 IN MX 20 pf4.mx.test.
 implicit.test. 300 IN A $PF4
 nullmx.test. 300 IN MX 0 .
+sroute.test. 300 IN MX 10 pf4.mx.test.
 mx-smtpd.test. 300 IN A $OS4
 mx-smtpd.test. 300 IN AAAA $OS6
 os4.mx.test. 300 IN A $OS4
@@ -741,13 +749,14 @@ start "$NS_DNS" "$T/dns/stderr.log" unbound -d -c "$T/dns/unbound.conf"
 # Unknown addresses are refused at RCPT time (virtual_mailbox_maps).
 # Nothing can go out: every non-local transport is "error".
 
-PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test notls.test size.test bh4.test bh6.test ccert.test litport.test"
+PF_DOMAINS="v4.test pf6.test both.test fallback.test implicit.test v6fail.test notls.test size.test bh4.test bh6.test ccert.test litport.test sroute.test"
 PF_BOXES="small@v4.test big@v4.test small@pf6.test small@both.test small@fallback.test
 small@implicit.test small@v6fail.test m1@v4.test m2@v4.test bounce@v4.test tls2@v4.test tls0@pf6.test
 tls2@notls.test tls0@notls.test small@size.test tls1@v4.test ccert@ccert.test noccert@ccert.test
-small@litport.test bh1@bh4.test bh2@bh4.test bh3@bh4.test bh1@bh6.test bh2@bh6.test bh3@bh6.test"
-EX_DOMAINS="v6.test ex4.test both.test badcert.test"
-EX_BOXES="small big m1 m2 dns6 tls2 tls1 tls0 relay huge lit ipme"
+small@litport.test bh1@bh4.test bh2@bh4.test bh3@bh4.test bh1@bh6.test bh2@bh6.test bh3@bh6.test
+src4@v4.test src6@pf6.test sr2@sroute.test"
+EX_DOMAINS="v6.test ex4.test both.test badcert.test sroute.test"
+EX_BOXES="small big m1 m2 dns6 tls2 tls1 tls0 relay huge lit ipme sr1 srb"
 # OpenSMTPD: its own domains (MX over IPv4 and IPv6) and the two reached
 # through smtproutes by address literal.
 OS_DOMAINS="os4.test os6.test lit4.test lit6.test"
@@ -1794,6 +1803,47 @@ if [ "$SELFTEST" = 0 ]; then
 	expect_k ipme-lower exim "$EX6" "$MSGS/small" both.test "$S" ipme@both.test
 	QHOME=$QH
 
+	# Routing by sender and the source address (doc/senderroutes.md,
+	# doc/outgoingip.md). sroute.test's MX is Postfix; control/senderroutes
+	# sends mail from @route.test, and bounces, to Exim instead, and
+	# control/outgoingip makes every connection come from the client's
+	# second pair of addresses, which the servers' logs must show.
+	QSR=$T/qmail-senders
+	cp -R "$QH" "$QSR"
+	printf '%s\n' "@route.test:ex4.mx.test" "<>:ex4.mx.test" >"$QSR/control/senderroutes"
+	printf '%s\n' "$CL4B" "$CL6B" >"$QSR/control/outgoingip"
+	chown -R nobody:nogroup "$QSR/queue" "$QSR/run"
+	QHOME=$QSR
+	expect_k sender-route exim "$EX4" "$MSGS/small" sroute.test someone@route.test sr1@sroute.test
+	expect_k sender-route-bounce exim "$EX4" "$MSGS/small" sroute.test "" srb@sroute.test
+	expect_k sender-route-other postfix "$PF4" "$MSGS/small" sroute.test "$S" sr2@sroute.test
+	expect_k outgoingip-v4 postfix "$PF4" "$MSGS/small" v4.test "$S" src4@v4.test
+	expect_k outgoingip-v6 postfix "$PF6" "$MSGS/small" pf6.test "$S" src6@pf6.test
+	# Each server logged connections from the second pair only.
+	for c in "sender-route-src exim $CL4B $T/exim/log/mainlog SMTP connection from \\[" \
+		"outgoingip-v4-src postfix $CL4B $T/postfix/log connect from [^ ]*\\[" \
+		"outgoingip-v6-src postfix $CL6B $T/postfix/log connect from [^ ]*\\["; do
+		read -r n srv ip log pat <<<"$c"
+		if grep -Eq -- "$pat$ip\\]" "$log"; then
+			record "$n" "$srv" "$(family "$ip")" PASS - "the server logged a connection from $ip"
+		else
+			record "$n" "$srv" "$(family "$ip")" FAIL - "see below" "no connection from $ip in $log"
+		fi
+	done
+	# An address that is not the client's: Z at once, and no connection.
+	echo 192.0.2.99 >"$QSR/control/outgoingip"
+	n0=$(connects "$T/postfix/log" ': connect from ')
+	expect_fail outgoingip-absent postfix IPv4 \
+		"ZUnable to connect to $PF4 from the address control/outgoingip gives: 192.0.2.99 is not an address of this host. [(]#4.3.0[)]" -- \
+		v4.test "$S" src4@v4.test
+	n1=$(connects "$T/postfix/log" ': connect from ')
+	if [ "$n1" = "$n0" ]; then
+		record outgoingip-absent-conn postfix - PASS - "Postfix logged no connection"
+	else
+		record outgoingip-absent-conn postfix - FAIL - "see below" "Postfix logged $((n1 - n0)) connections"
+	fi
+	QHOME=$QH
+
 	# A blackholing best MX (OpenSMTPD's BH4/BH6, where nft drops port 25)
 	# and tcpto. bhN.test: MX 10 the blackhole, MX 20 Postfix. Each
 	# delivery reaches Postfix. The first two wait timeoutconnect (2 s) for
@@ -2731,6 +2781,8 @@ TABLE=(
 	"host [192.0.2.26], [IPv6:2001:db8::26]|-|lit4-host lit6-host|-|"
 	"ipme loop rule: D #5.4.6, no connect|ipme-loop ipme-literal|-|-|"
 	"ipme: better MX still used|-|ipme-lower|-|"
+	"senderroutes: by sender, bounces by <>|sender-route-other|sender-route sender-route-bounce|-|"
+	"outgoingip: v4 and v6 source; not local: Z|outgoingip-v4 outgoingip-v6 outgoingip-absent|-|-|"
 	"tlsstrictness 0|tls0-pf-v6|tls0-exim-v4 tls0-badname|tls0-smtpd-v4|"
 	"tlsstrictness 1|tls1-pf-v4|tls1-exim-v6|tls1-smtpd-v6|"
 	"tlsstrictness 2|tls2-pf-v4|tls2-exim-v6|tls2-smtpd-v4 tls2-smtpd-v6|"

@@ -58,6 +58,12 @@ const (
 	TLSPolicy = "QMAILREMOTE_TLSPOLICY"
 	TLSMatch  = "QMAILREMOTE_TLSMATCH" // names the certificate must match, spaces between
 	TLSPins   = "QMAILREMOTE_TLSPINS"  // SHA-256 of allowed server keys, hex, spaces between
+	// The key of the control/senderroutes line that chose the route
+	// (angle brackets and all: <@example.org>), unset when smtproutes did.
+	SenderRoute = "QMAILREMOTE_SENDERROUTE"
+	// The addresses to connect from, from control/outgoingip: at most
+	// one IPv4 and one IPv6, a space between; unset: the kernel chooses.
+	OutgoingIP = "QMAILREMOTE_OUTGOINGIP"
 )
 
 // The levels of control/tlspolicy.

@@ -17,8 +17,9 @@ import (
 // tcpto counts.
 var ErrTimeout = errors.New("timed out")
 
-// Error is a failed attempt. Op is "socket" when no packet can have left
-// (the attempt says nothing about the server), "connect" otherwise.
+// Error is a failed attempt. Op is "socket", "setsockopt" or "bind" when
+// no packet can have left (the attempt says nothing about the server),
+// "connect" otherwise.
 type Error struct {
 	Op  string
 	Err error // ErrTimeout or a unix.Errno
@@ -30,14 +31,18 @@ func (e *Error) Unwrap() error { return e.Err }
 // Conn is a connected, blocking TCP socket.
 type Conn struct {
 	FD     int
-	Local  netip.AddrPort // as the kernel chose it
+	Local  netip.AddrPort // as bound, the port as the kernel chose it
 	Remote netip.AddrPort
 }
 
-// Dial connects to remote within timeout. It never binds: the kernel picks
-// the source address (binding to the helohost's address breaks hosts
-// behind NAT). The returned descriptor is blocking and close-on-exec.
-func Dial(remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
+// Dial connects to remote within timeout. It binds only when source is
+// valid (the address control/outgoingip gives for remote's family):
+// otherwise the kernel picks the source address, as it should unless the
+// admin says otherwise (binding to the helohost's address breaks hosts
+// behind NAT). A source of the other family is ignored. A failed bind is
+// an *Error with Op "bind": BindFailed. The returned descriptor is
+// blocking and close-on-exec.
+func Dial(remote netip.AddrPort, source netip.Addr, timeout time.Duration) (*Conn, error) {
 	ip := remote.Addr().Unmap()
 	remote = netip.AddrPortFrom(ip, remote.Port())
 	family := unix.AF_INET6
@@ -56,12 +61,51 @@ func Dial(remote netip.AddrPort, timeout time.Duration) (*Conn, error) {
 		unix.Close(fd)
 		return nil, &Error{"setsockopt", err}
 	}
+	if source.IsValid() && source.Is4() == ip.Is4() {
+		if err := bind(fd, source); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
 	c, err := dial(fd, remote, timeout)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	return c, nil
+}
+
+// bind binds fd to source, port 0. IP_BIND_ADDRESS_NO_PORT defers the
+// choice of the port to connect(2), which may then reuse a port that
+// other connections use with other servers: without it, every bound
+// socket holds a port of its own, and a busy queue would run out of
+// them. Kernels before 4.2 lack the option; binding works without it.
+func bind(fd int, source netip.Addr) error {
+	unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(source, 0))); err != nil {
+		return &Error{"bind", err}
+	}
+	return nil
+}
+
+// BindFailed tells whether err is a failed bind to the source address:
+// the admin's setting is wrong for every server of that family, so the
+// delivery stops there rather than going out from another address.
+func BindFailed(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Op == "bind"
+}
+
+// BindReason explains a failed bind to the postmaster.
+func BindReason(source netip.Addr, err error) string {
+	if errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Sprintf("%s is not an address of this host", source)
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return fmt.Sprintf("cannot bind to %s: %s", source, errno.Error())
+	}
+	return fmt.Sprintf("cannot bind to %s: %v", source, err)
 }
 
 func dial(fd int, remote netip.AddrPort, timeout time.Duration) (*Conn, error) {

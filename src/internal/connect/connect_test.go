@@ -17,7 +17,7 @@ func TestDial(t *testing.T) {
 	}
 	defer ln.Close()
 	remote := netip.MustParseAddrPort(ln.Addr().String())
-	c, err := Dial(remote, 5*time.Second)
+	c, err := Dial(remote, netip.Addr{}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestDial(t *testing.T) {
 	}
 	ln.Close()
 
-	_, err = Dial(remote, 5*time.Second)
+	_, err = Dial(remote, netip.Addr{}, 5*time.Second)
 	if !errors.Is(err, unix.ECONNREFUSED) || !Attempted(err) || TimedOut(err) {
 		t.Fatalf("refused: %v", err)
 	}

@@ -26,8 +26,8 @@ const (
 	TextNoMX        = "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)"
 	TextAmbiguousMX = "Sorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)"
 	TextNullMX      = "Sorry, %s does not accept mail (null MX, RFC 7505). (#5.1.10)"
-	TextRelayNX     = "Sorry, I couldn't find any host named %s (the smtproutes relay). (#4.1.2)"
-	TextRelayNoAddr = "Sorry, I couldn't find an IP address for %s (the smtproutes relay). (#4.4.4)"
+	TextRelayNX     = "Sorry, I couldn't find any host named %s (the %s relay). (#4.1.2)"
+	TextRelayNoAddr = "Sorry, I couldn't find an IP address for %s (the %s relay). (#4.4.4)"
 	TextTimeoutDNS  = "DNS lookups took longer than timeoutdns (%d s)"
 	// DANE (RFC 7672): no host is left once those whose TLSA lookup
 	// failed, or (dane-only) those without DANE, are set aside.
@@ -42,8 +42,11 @@ const (
 
 // Request says what to resolve.
 type Request struct {
-	Host       string        // the host argument: a domain or an address literal
-	Relay      string        // the smtproutes relay ("" for none): a name or an address literal
+	Host  string // the host argument: a domain or an address literal
+	Relay string // the route's relay ("" for none): a name or an address literal
+	// RelayFrom names the file the relay came from, for the texts:
+	// "senderroutes", or "" for smtproutes.
+	RelayFrom  string
 	IPMe       []netip.Addr  // this host's addresses (the ipme rule)
 	TimeoutDNS time.Duration // bound on the whole DNS phase; 0: none
 	// Shuffle puts MX of equal preference in random order; nil means
@@ -481,7 +484,7 @@ func (d *delivery) relay() Outcome {
 	relay := d.req.Relay
 	if a, isLit, ok := literal(relay); isLit {
 		if !ok || !usable(a) {
-			return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, relay)}
+			return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, relay, d.relayFrom())}
 		}
 		if d.req.DANEOnly {
 			return d.literalNotDANE(relay)
@@ -489,7 +492,7 @@ func (d *delivery) relay() Outcome {
 		return Outcome{Candidates: []chainenv.Candidate{{Name: "[" + a.String() + "]", Addr: a}}}
 	}
 	if !validName(relay) {
-		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, relay)}
+		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, relay, d.relayFrom())}
 	}
 	name := show(relay)
 	t := &target{name: name, a: d.start(d.ctx, name, dns.TypeA), aaaa: d.start(d.ctx, name, dns.TypeAAAA)}
@@ -511,7 +514,15 @@ func (d *delivery) relay() Outcome {
 		return d.temporary(d.tempDetail)
 	}
 	if t.a.wait().Kind == NXDomain || t.aaaa.wait().Kind == NXDomain {
-		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, name)}
+		return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNX, name, d.relayFrom())}
 	}
-	return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, name)}
+	return Outcome{Letter: report.Temporary, Text: fmt.Sprintf(TextRelayNoAddr, name, d.relayFrom())}
+}
+
+// relayFrom is the file the route's relay came from, as the texts name it.
+func (d *delivery) relayFrom() string {
+	if d.req.RelayFrom != "" {
+		return d.req.RelayFrom
+	}
+	return "smtproutes"
 }

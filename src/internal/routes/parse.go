@@ -131,33 +131,47 @@ func parse(text []byte) (*Table, *SyntaxError) {
 //	domain = "" | name | "[" addr "]"
 //	relay  = "" | name | ipv4 | "[" addr "]"
 func parseLine(line string) (key string, r Route, reason string) {
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case c < 0x20 || c == 0x7f:
-			return "", r, fmt.Sprintf("control character 0x%02x", c)
-		case c == ' ':
-			return "", r, fmt.Sprintf("space in %q (no spaces allowed)", say.Clip(line, 60))
-		}
+	if reason := checkChars(line); reason != "" {
+		return "", r, reason
 	}
-	r = Route{Port: DefaultPort, Found: true}
-
 	// The domain.
 	key, rest, reason := SplitDomain(line)
 	if reason != "" {
 		return "", r, reason
 	}
+	r, reason = parseRelay(rest)
+	return key, r, reason
+}
 
-	// The relay.
+// checkChars refuses control characters and spaces anywhere in a line.
+func checkChars(line string) string {
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c < 0x20 || c == 0x7f:
+			return fmt.Sprintf("control character 0x%02x", c)
+		case c == ' ':
+			return fmt.Sprintf("space in %q (no spaces allowed)", say.Clip(line, 60))
+		}
+	}
+	return ""
+}
+
+// parseRelay parses what follows a line's key: the relay and the port.
+//
+//	rest  = relay [ ":" port ]
+//	relay = "" | name | ipv4 | "[" addr "]"
+func parseRelay(rest string) (r Route, reason string) {
+	r = Route{Port: DefaultPort, Found: true}
 	var port string
 	hasPort := false
 	if strings.HasPrefix(rest, "[") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return "", r, fmt.Sprintf("no ']' closing the address literal %q", say.Clip(rest, 60))
+			return r, fmt.Sprintf("no ']' closing the address literal %q", say.Clip(rest, 60))
 		}
 		lit, err := parseLiteral(rest[:end+1])
 		if err != nil {
-			return "", r, err.Error()
+			return r, err.Error()
 		}
 		r.Relay = lit
 		after := rest[end+1:]
@@ -166,7 +180,7 @@ func parseLine(line string) (key string, r Route, reason string) {
 		case after[0] == ':':
 			port, hasPort = after[1:], true
 		default:
-			return "", r, fmt.Sprintf("junk %q after ']'", say.Clip(after, 60))
+			return r, fmt.Sprintf("junk %q after ']'", say.Clip(after, 60))
 		}
 	} else {
 		relay := rest
@@ -174,22 +188,22 @@ func parseLine(line string) (key string, r Route, reason string) {
 			relay, port, hasPort = rest[:i], rest[i+1:], true
 		}
 		if a, err := netip.ParseAddr(rest); err == nil && a.Is6() {
-			return "", r, fmt.Sprintf("IPv6 relay %q must be written in brackets, [%s]", say.Clip(rest, 60), say.Clip(rest, 60))
+			return r, fmt.Sprintf("IPv6 relay %q must be written in brackets, [%s]", say.Clip(rest, 60), say.Clip(rest, 60))
 		}
 		rel, reason := parseRelayName(relay)
 		if reason != "" {
-			return "", r, reason
+			return r, reason
 		}
 		r.Relay = rel
 	}
 	if hasPort {
 		p, ok := parsePort(port)
 		if !ok {
-			return "", r, fmt.Sprintf("bad port %q", say.Clip(port, 60))
+			return r, fmt.Sprintf("bad port %q", say.Clip(port, 60))
 		}
 		r.Port = p
 	}
-	return key, r, ""
+	return r, ""
 }
 
 // SplitDomain splits a line of a table keyed by destination domain

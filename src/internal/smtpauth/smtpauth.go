@@ -5,7 +5,7 @@
 //
 // Each line is
 //
-//	relay:port:method:user:password
+//	[<sender>:]relay:port:method:user:password
 //
 // relay is spelled as in smtproutes (a host name, or an address literal
 // "[192.0.2.7]", "[2001:db8::7]", "[IPv6:2001:db8::7]"; a bare IPv4
@@ -14,7 +14,10 @@
 // 8314, usually port 465), user holds no ':', and password is the rest of
 // the line, ':' included. Empty lines and lines starting with '#' are
 // skipped; trailing spaces, tabs and CRs are stripped (qmail-control(5)),
-// so a password cannot end in white space.
+// so a password cannot end in white space. A line that starts with a
+// sender key in angle brackets (package senders: <user@example.org>,
+// <@example.org>, <.example.org>, <>, <#@[]>) holds that sender's
+// credentials for the relay and port, used before the relay's own.
 //
 // Error texts never quote the file: any part of a line may be a password.
 // They say the line number and what is wrong, nothing more.
@@ -37,6 +40,7 @@ import (
 	"qmail-remote-go/src/internal/addrlit"
 	"qmail-remote-go/src/internal/control"
 	"qmail-remote-go/src/internal/regular"
+	"qmail-remote-go/src/internal/senders"
 
 	"qmail-remote-go/src/internal/say"
 )
@@ -64,25 +68,46 @@ type Entry struct {
 	Password string
 }
 
-// Table is a parsed file: "relay:port" (relay canonical) to its entry.
+// Table is a parsed file: "relay:port" (relay canonical) to its entry,
+// and sender + NUL + "relay:port" (sender key canonical) to a sender's.
 type Table struct {
 	entries map[string]Entry
 }
 
-// Len returns the number of distinct relay and port pairs.
+// Len returns the number of entries.
 func (t *Table) Len() int { return len(t.entries) }
 
-// Lookup finds the entry for relay (as in smtproutes, any case) and port.
+// Lookup finds the relay's own entry for relay (as in smtproutes, any
+// case) and port.
 func (t *Table) Lookup(relay string, port int) (Entry, bool) {
-	r, ok := CanonicalRelay(relay)
-	if !ok {
-		return Entry{}, false
-	}
-	e, found := t.entries[key(r, port)]
+	e, _, found := t.Find([]string{""}, relay, port)
 	return e, found
 }
 
-func key(relay string, port int) string { return relay + ":" + strconv.Itoa(port) }
+// Find tries the entries of relay and port under each sender key of
+// keys in order ("" is the relay's own entry), and returns the first
+// found and its key.
+func (t *Table) Find(keys []string, relay string, port int) (e Entry, key string, found bool) {
+	r, ok := CanonicalRelay(relay)
+	if !ok {
+		return Entry{}, "", false
+	}
+	for _, k := range keys {
+		if e, found = t.entries[entryKey(k, r, port)]; found {
+			return e, k, true
+		}
+	}
+	return Entry{}, "", false
+}
+
+// entryKey is a table key: the relay's own entry when sender is "".
+func entryKey(sender, relay string, port int) string {
+	k := relay + ":" + strconv.Itoa(port)
+	if sender != "" {
+		k = sender + "\x00" + k
+	}
+	return k
+}
 
 // SyntaxError is a problem in the text. Line is 1-based; 0 means the file
 // as a whole. Reason never holds text from the file.
@@ -123,15 +148,16 @@ const (
 	reasonMethod      = "bad method: not starttls or smtps"
 	reasonEmptyUser   = "empty user"
 	reasonEmptyPasswd = "empty password"
+	reasonSender      = "bad sender in angle brackets (<user@domain>, <@domain>, <.domain>, <> or <#@[]>, then ':')"
 )
 
 // Reasons lists every Reason a SyntaxError can have (for tests).
 var Reasons = []string{reasonTooLarge, reasonLongLine, reasonControl, reasonFields, reasonLiteral,
 	reasonAfterLit, reasonRelay, reasonRelayIPv6, reasonEmptyRelay, reasonPort, reasonMethod,
-	reasonEmptyUser, reasonEmptyPasswd}
+	reasonEmptyUser, reasonEmptyPasswd, reasonSender}
 
-// Parse reads the text of control/smtpauth. When a relay and port come
-// twice the last line wins, as in smtproutes.
+// Parse reads the text of control/smtpauth. When a relay and port (for
+// one sender) come twice the last line wins, as in smtproutes.
 func Parse(text []byte) (*Table, error) {
 	if len(text) > MaxText {
 		return nil, &SyntaxError{0, reasonTooLarge}
@@ -153,7 +179,7 @@ func Parse(text []byte) (*Table, error) {
 // parseLine parses one non-empty, non-comment line. The relay's literal is
 // parsed before ':' is looked for, since IPv6 literals hold ':'.
 //
-//	line     = relay ":" port ":" method ":" user ":" password
+//	line     = [ "<" sender ">:" ] relay ":" port ":" method ":" user ":" password
 //	relay    = name | ipv4 | "[" addr "]"
 //	password = the rest of the line (':' allowed)
 func parseLine(line string) (k string, e Entry, reason string) {
@@ -162,6 +188,14 @@ func parseLine(line string) (k string, e Entry, reason string) {
 		// would end its command line: no credentials hold them.
 		if c := line[i]; c < 0x20 || c == 0x7f {
 			return "", e, reasonControl
+		}
+	}
+	sender := ""
+	if strings.HasPrefix(line, "<") {
+		// Fixed reason: the sender's text is not quoted either.
+		var reason string
+		if sender, line, reason = senders.Split(line, false, false); reason != "" {
+			return "", e, reasonSender
 		}
 	}
 	var relay, rest string
@@ -218,7 +252,7 @@ func parseLine(line string) (k string, e Entry, reason string) {
 	if e.Password = f[3]; e.Password == "" {
 		return "", e, reasonEmptyPasswd
 	}
-	return key(relay, port), e, ""
+	return entryKey(sender, relay, port), e, ""
 }
 
 // looksIPv6 says whether the first field of a line that is no relay
@@ -307,16 +341,27 @@ func parsePort(s string) (int, bool) {
 }
 
 // Lookup reads QMAILHOME/control/smtpauth and finds the credentials for
-// relay and port. A missing file means no credentials at all. The error is
-// a *SyntaxError or a *FileError: either way the mail must wait until the
-// admin fixes the file.
-func Lookup(qmailHome, relay string, port int) (Entry, bool, error) {
+// relay and port under the first of keys that has some (Find; "" is the
+// relay's own entry). A missing file means no credentials at all. The
+// error is a *SyntaxError or a *FileError: either way the mail must wait
+// until the admin fixes the file.
+func Lookup(qmailHome string, keys []string, relay string, port int) (e Entry, key string, found bool, err error) {
 	t, err := Read(qmailHome)
 	if err != nil || t == nil {
-		return Entry{}, false, err
+		return Entry{}, "", false, err
 	}
-	e, found := t.Lookup(relay, port)
-	return e, found, nil
+	e, key, found = t.Find(keys, relay, port)
+	return e, key, found, nil
+}
+
+// SenderKeys lists the keys a delivery from sender tries: the sender's
+// own (package senders), then the relay's entry. known false (a stage run
+// by hand without a sender): the relay's entry only.
+func SenderKeys(sender string, known bool) []string {
+	if !known {
+		return []string{""}
+	}
+	return append(senders.Keys(sender), "")
 }
 
 // Read reads and parses the file; nil and no error when it does not exist.

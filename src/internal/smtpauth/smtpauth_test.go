@@ -133,44 +133,44 @@ func write(t *testing.T, mode os.FileMode, text string) string {
 
 func TestLookupFile(t *testing.T) {
 	home := write(t, 0o640, sample)
-	e, found, err := Lookup(home, "smtp.example.net", 587)
+	e, _, found, err := Lookup(home, []string{""}, "smtp.example.net", 587)
 	if err != nil || !found || e.User != "user@example.net" {
 		t.Errorf("Lookup = %+v, %v, %v", e, found, err)
 	}
-	if _, found, err = Lookup(home, "smtp.example.net", 25); err != nil || found {
+	if _, _, found, err = Lookup(home, []string{""}, "smtp.example.net", 25); err != nil || found {
 		t.Errorf("port 25: found %v, %v", found, err)
 	}
 
 	// No file: no credentials, no error.
-	if _, found, err := Lookup(t.TempDir(), "smtp.example.net", 587); err != nil || found {
+	if _, _, found, err := Lookup(t.TempDir(), []string{""}, "smtp.example.net", 587); err != nil || found {
 		t.Errorf("missing file: found %v, %v", found, err)
 	}
 
 	// Readable by everyone: refused, whatever the lookup.
 	home = write(t, 0o644, sample)
 	var fe *FileError
-	if _, _, err := Lookup(home, "nothing.test", 25); !errors.As(err, &fe) || !strings.Contains(err.Error(), "readable by everyone; chmod o-r control/smtpauth") {
+	if _, _, _, err := Lookup(home, []string{""}, "nothing.test", 25); !errors.As(err, &fe) || !strings.Contains(err.Error(), "readable by everyone; chmod o-r control/smtpauth") {
 		t.Errorf("world-readable: %v", err)
 	}
 
 	// A syntax error anywhere fails every lookup: half a file is not used.
 	home = write(t, 0o600, sample+"broken secret line\n")
 	var se *SyntaxError
-	if _, _, err := Lookup(home, "smtp.example.net", 587); !errors.As(err, &se) || se.Line != 9 {
+	if _, _, _, err := Lookup(home, []string{""}, "smtp.example.net", 587); !errors.As(err, &se) || se.Line != 9 {
 		t.Errorf("syntax error: %v", err)
 	}
 
 	// A directory.
 	home = t.TempDir()
 	os.MkdirAll(filepath.Join(home, File), 0o700)
-	if _, _, err := Lookup(home, "smtp.example.net", 587); !errors.As(err, &fe) {
+	if _, _, _, err := Lookup(home, []string{""}, "smtp.example.net", 587); !errors.As(err, &fe) {
 		t.Errorf("directory: %v", err)
 	}
 
 	// Unreadable (unless we are root, who reads everything).
 	if os.Geteuid() != 0 {
 		home = write(t, 0o000, sample)
-		if _, _, err := Lookup(home, "smtp.example.net", 587); !errors.As(err, &fe) || !strings.Contains(err.Error(), "permission denied") {
+		if _, _, _, err := Lookup(home, []string{""}, "smtp.example.net", 587); !errors.As(err, &fe) || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("unreadable: %v", err)
 		}
 	}
@@ -238,7 +238,7 @@ func TestFileChecks(t *testing.T) {
 			os.Mkdir(filepath.Join(home, "control"), 0o755)
 			tc.setup(t, home)
 			done := make(chan error, 1)
-			go func() { _, _, err := Lookup(home, "smtp.example.net", 587); done <- err }()
+			go func() { _, _, _, err := Lookup(home, []string{""}, "smtp.example.net", 587); done <- err }()
 			var err error
 			select {
 			case err = <-done:
@@ -359,6 +359,9 @@ func FuzzParseSmtpauth(f *testing.F) {
 				t.Fatalf("bad bytes in entry %q: %+v", k, e)
 			}
 			// Every key can be found again through its own relay.
+			if j := strings.IndexByte(k, 0); j >= 0 {
+				k = k[j+1:]
+			}
 			i := strings.LastIndexByte(k, ':')
 			relay := k[:i]
 			if c, ok := CanonicalRelay(relay); !ok || c != relay {
