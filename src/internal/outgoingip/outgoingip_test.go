@@ -2,6 +2,7 @@ package outgoingip
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -434,5 +435,23 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%q: cdb %+v %v, table %+v", q, m, err, want)
 			}
 		}
+	})
+}
+
+// BenchmarkLookup: a delivery's outgoingip lookup (both families) in a
+// table of 1000 sender domains and a default.
+func BenchmarkLookup(b *testing.B) {
+	ctlcdbtest.Set(b, &compiled.RacyWindow, 0)
+	var text strings.Builder
+	text.WriteString("192.0.2.10\n2001:db8::10\n")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&text, "<@d%d.example.org>:192.0.2.%d\n", i, 11+i%200)
+	}
+	ctlcdbtest.BenchLookup(b, "outgoingip", text.String(), Compile, func(home, run string) error {
+		s, err := Lookup(home, run, "example.net", "alice@d500.example.org", true)
+		if err == nil && (s.V4 != netip.MustParseAddr("192.0.2.111") || s.V6 != netip.MustParseAddr("2001:db8::10")) {
+			err = fmt.Errorf("got %+v", s)
+		}
+		return err
 	})
 }
