@@ -135,11 +135,16 @@ install-bin: $(addprefix $(BUILDDIR)/,$(BIN_TARGETS)) install-libexec
 	@$(call link_progs,$(BIN_TARGETS),$(BINDIR),$(DESTDIR)$(LIBEXECDIR)/$(FIRST_LIBEXEC))
 
 # The pages, mode 0644, each under a temporary name renamed into place.
+# doc/man names the default paths; the installed pages name this
+# installation's (QMAILRUNDIR first: it is under QMAILDIR by default).
+MAN_PATHS = -e 's|/var/qmail/run|$(QMAILRUNDIR)|g' -e 's|/var/qmail|$(QMAILDIR)|g' \
+  -e 's|/usr/local/libexec/qmail-remote-go|$(LIBEXECDIR)|g' -e 's|/usr/local/bin|$(BINDIR)|g'
 install-man: $(MAN5) $(MAN8)
 	install -d -m 0755 '$(DESTDIR)$(MANDIR)/man5' '$(DESTDIR)$(MANDIR)/man8'
 	@for f in $(MAN5) $(MAN8) ; do \
 	  s=$${f##*.} ; b=$${f##*/} ; d='$(DESTDIR)$(MANDIR)'/man$$s ; \
-	  install -m 0644 "$$f" "$$d/.$$b.new" && mv -f "$$d/.$$b.new" "$$d/$$b" || exit 1 ; \
+	  sed $(MAN_PATHS) "$$f" > "$$d/.$$b.new" && chmod 0644 "$$d/.$$b.new" && \
+	    mv -f "$$d/.$$b.new" "$$d/$$b" || exit 1 ; \
 	done
 
 # QMAILRUNDIR/qmail-remote holds smtproutes.cdb, its lock and tcpto6, and

@@ -224,6 +224,18 @@ grep -q "left alone: $dest$QMAILRUNDIR/qmail-remote" "$tmp/make.log" || fail "$w
 # shellcheck disable=SC2086
 leftovers "$dest" "$BINDIR" "$libexecparent" $rundirs
 
+what='make install-man with other paths'
+dest=$tmp/destman
+quiet_make install-man DESTDIR="$dest" QMAILDIR=/opt/qm QMAILRUNDIR=/srv/qm-run \
+  LIBEXECDIR=/usr/lib/qrg BINDIR=/usr/sbin MANDIR=/usr/share/man
+m=$dest/usr/share/man
+! grep -rn -e /var/qmail -e /usr/local "$m" > "$tmp/man.paths" || fail "$what: the pages still name the default paths: $(cat "$tmp/man.paths")"
+grep -q '^\.It Pa /opt/qm/control/$' "$m/man8/qmail-remote.8" || fail "$what: qmail-remote.8 does not name /opt/qm/control/"
+grep -q '^\.It Pa /srv/qm-run/qmail-remote/$' "$m/man8/qmail-remote.8" || fail "$what: qmail-remote.8 does not name the run directory /srv/qm-run/qmail-remote/"
+grep -q 'Pa /usr/lib/qrg ' "$m/man8/qmail-remote-routes.8" || fail "$what: qmail-remote-routes.8 does not name LIBEXECDIR /usr/lib/qrg"
+grep -q ' /usr/sbin/qmail-remote-mtasts ' "$m/man8/qmail-remote-mtasts.8" || fail "$what: qmail-remote-mtasts.8 does not name BINDIR /usr/sbin"
+test "$(find "$m" -type f -perm 0644 | wc -l)" = "$(ls doc/man | wc -l)" || fail "$what: not every page was installed mode 0644: $(ls -lR "$m")"
+
 what='QMAIL_INSTALL=yes over a stock qmail-remote'
 dest=$tmp/dest2
 mkdir -p "$dest$QMAILDIR/bin"
@@ -273,4 +285,4 @@ cmp -s "$tmp/r1/build/qmail-remote" "$tmp/rebuilt-elsewhere/build/qmail-remote" 
   fail "$what: two builds of the same source in two directories differ"
 ! grep -q -F "$tmp" "$tmp/r1/build/qmail-remote" || fail "$what: the build directory's path is in the binary"
 
-echo "check-configure: OK (configure with dh_auto_configure's arguments, \${prefix} references, unknown options, --host, VAR=value; the link flags; DESTDIR install and uninstall; a reproducible build)"
+echo "check-configure: OK (configure with dh_auto_configure's arguments, \${prefix} references, unknown options, --host, VAR=value; the link flags; DESTDIR install and uninstall; man pages with the installation's paths; a reproducible build)"
