@@ -97,7 +97,7 @@ link_progs = for p in $(1) ; do \
 
 .PHONY: all install install-bin install-libexec install-rundir install-qmail install-man \
   uninstall uninstall-qmail uninstall-bin uninstall-libexec uninstall-man \
-  check check-install check-configure check-scripting check-interop check-man vet fmt-check test demo bench clean \
+  check check-install check-configure check-deb check-scripting check-interop check-man vet fmt-check test demo bench clean \
   distclean print-config
 
 all: $(BUILT)
@@ -295,6 +295,11 @@ check-install: all
 # from two directories (tools/configure-test.sh).
 check-configure: all
 	MAKE='$(MAKE)' sh tools/configure-test.sh
+
+# A Debian package from debhelper's defaults (tools/deb-test.sh); needs
+# debhelper, skips without it. Not part of check: CI runs it on its own.
+check-deb:
+	GO='$(GO)' sh tools/deb-test.sh
 
 # The recipes of doc/scripting.md, each run against local test servers
 # (tools/scripting-test.sh), so that the page cannot rot.
