@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"qmail-remote-go/src/internal/ascii"
 	"qmail-remote-go/src/internal/report"
 	"qmail-remote-go/src/internal/smtp"
 )
@@ -33,7 +34,7 @@ type scrubber struct {
 func newScrubber(secrets ...string) *scrubber {
 	sc := &scrubber{grams: make(map[string]bool)}
 	for _, x := range secrets {
-		x = lowerASCII(x)
+		x = ascii.Lower(x)
 		if x == "" {
 			continue
 		}
@@ -53,7 +54,7 @@ func (sc *scrubber) hide(text string) string {
 	if sc == nil || text == "" {
 		return text
 	}
-	low := lowerASCII(text)
+	low := ascii.Lower(text)
 	mark := make([]bool, len(text))
 	any := false
 	for i := 0; i+minRun <= len(low); i++ {
@@ -93,22 +94,6 @@ func (sc *scrubber) hide(text string) string {
 		}
 	}
 	return b.String()
-}
-
-// lowerASCII lowers A-Z only, so that byte offsets stay the same.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c >= 'A' && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
 
 // said formats a reply for a report, the way stock does ("Remote host

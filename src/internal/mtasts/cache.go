@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"qmail-remote-go/src/internal/ascii"
 )
 
 // ErrCorrupt is wrapped by Cache.Get's error for a file that is not a
@@ -76,7 +78,7 @@ func (c Cache) now() time.Time {
 // and inner dots. Anything else is refused rather than escaped, so that
 // no domain read from the network can name a path outside Dir.
 func fileName(domain string) (string, error) {
-	name := lower(strings.TrimSuffix(domain, "."))
+	name := ascii.Lower(strings.TrimSuffix(domain, "."))
 	switch {
 	case name == "":
 		return "", errors.New("MTA-STS cache: empty domain")

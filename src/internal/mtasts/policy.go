@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"qmail-remote-go/src/internal/ascii"
 )
 
 // Policy modes (RFC 8461 5).
@@ -139,7 +141,7 @@ func parseMaxAge(value string) (int64, error) {
 // parsePattern reads an mx pattern, ["*."] Domain (RFC 8461 3.2, RFC 5321
 // 4.1.2), and returns it in lower case without a trailing dot.
 func parsePattern(value string) (string, error) {
-	name := lower(strings.TrimSuffix(value, "."))
+	name := ascii.Lower(strings.TrimSuffix(value, "."))
 	if err := checkDomain(strings.TrimPrefix(name, "*.")); err != nil {
 		return "", fmt.Errorf("mx %.80q: %w", value, err)
 	}
@@ -174,34 +176,17 @@ func checkDomain(name string) error {
 	return nil
 }
 
-// lower lowers ASCII letters only: Unicode case mapping would make names
-// such as "\u212A.example" (Kelvin sign) equal to "k.example".
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 'A' && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
 // Matches says whether an MX host name matches one of the policy's mx
 // patterns (RFC 8461 4.1): equal ignoring ASCII case and a trailing dot,
 // or, for "*.example.com", exactly one more label in front of
 // example.com.
 func (p Policy) Matches(host string) bool {
-	h := lower(strings.TrimSuffix(host, "."))
+	h := ascii.Lower(strings.TrimSuffix(host, "."))
 	if h == "" {
 		return false
 	}
 	for _, pattern := range p.MX {
-		pattern = lower(strings.TrimSuffix(pattern, "."))
+		pattern = ascii.Lower(strings.TrimSuffix(pattern, "."))
 		if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
 			first, rest, ok := strings.Cut(h, ".")
 			if ok && first != "" && rest == suffix {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
+	"qmail-remote-go/src/internal/ascii"
 	"qmail-remote-go/src/internal/ctlcdb"
 
 	"qmail-remote-go/src/internal/say"
@@ -72,7 +73,7 @@ func Keys(host string) []string {
 		}
 		return []string{""}
 	}
-	host = lowerASCII(host)
+	host = ascii.Lower(host)
 	keys := []string{host}
 	for i := 0; i < len(host); i++ {
 		if host[i] == '.' {
@@ -235,7 +236,7 @@ func SplitDomain(line string) (key, rest, reason string) {
 	if i < 0 {
 		return "", "", fmt.Sprintf("missing ':' in %q", say.Clip(line, 60))
 	}
-	key = lowerASCII(line[:i])
+	key = ascii.Lower(line[:i])
 	if strings.ContainsAny(key, "[]") {
 		return "", "", fmt.Sprintf("stray bracket in domain %q", say.Clip(key, 60))
 	}
@@ -266,7 +267,7 @@ func parseRelayName(s string) (string, string) {
 	if s == "" {
 		return "", ""
 	}
-	s = lowerASCII(s)
+	s = ascii.Lower(s)
 	allDigits := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -310,19 +311,4 @@ func parseLiteral(s string) (string, error) {
 		return "", fmt.Errorf("bad address literal %q", say.Clip(s, 60))
 	}
 	return addrlit.Canonical(a), nil
-}
-
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }

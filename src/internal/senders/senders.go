@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"qmail-remote-go/src/internal/addrlit"
+	"qmail-remote-go/src/internal/ascii"
 	"qmail-remote-go/src/internal/say"
 )
 
@@ -53,9 +54,9 @@ func Keys(sender string) []string {
 	}
 	at := strings.LastIndexByte(sender, '@')
 	if at < 0 {
-		return []string{lower(sender)}
+		return []string{ascii.Lower(sender)}
 	}
-	local, domain := lower(sender[:at]), lower(sender[at+1:])
+	local, domain := ascii.Lower(sender[:at]), ascii.Lower(sender[at+1:])
 	if strings.HasPrefix(domain, "[") {
 		if a, ok := addrlit.Parse(domain); ok {
 			domain = addrlit.Canonical(a)
@@ -173,7 +174,7 @@ func canonical(raw string) (string, string) {
 	if reason != "" {
 		return "", reason
 	}
-	return lower(local) + "@" + d, ""
+	return ascii.Lower(local) + "@" + d, ""
 }
 
 // domain checks the domain of a key: a name, or an address literal.
@@ -185,7 +186,7 @@ func domain(d string) (string, string) {
 		}
 		return addrlit.Canonical(a), ""
 	}
-	d = strings.TrimSuffix(lower(d), ".")
+	d = strings.TrimSuffix(ascii.Lower(d), ".")
 	if d == "" {
 		return "", "empty domain in the sender"
 	}
@@ -210,21 +211,4 @@ func Show(key string) string {
 		return key
 	}
 	return "<" + key + ">"
-}
-
-// lower folds ASCII only: bytes of other encodings stay as they are, so
-// that two different senders never fold into one key.
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
