@@ -135,6 +135,8 @@ func TestReports(t *testing.T) {
 		{"mx2.example.test", nil, "mx2"}, // implicit MX: exec, checked below
 		{"example.test", []string{"QMAILREMOTE_RELAY=nosuch.test"},
 			"ZSorry, I couldn't find any host named nosuch.test (the smtproutes relay). (#4.1.2)\x00"},
+		{"example.test", []string{"QMAILREMOTE_RELAY=nosuch.test", "QMAILREMOTE_SENDERROUTE=<@example.org>"},
+			"ZSorry, I couldn't find any host named nosuch.test (the senderroutes relay). (#4.1.2)\x00"},
 		// The resolver asks the silent server 16 times over (the most
 		// DNSCACHEIP may list), one query timeout each (resolv.conf's,
 		// 1 s at least): without timeoutdns that is 16 s at least and 16

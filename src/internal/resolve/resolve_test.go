@@ -449,6 +449,11 @@ func TestRelay(t *testing.T) {
 		"ZSorry, I couldn't find any host named nosuch.test (the smtproutes relay). (#4.1.2)")
 	expect(t, run(t, srv, Request{Host: "example.test", Relay: "noaddr.test."}),
 		"ZSorry, I couldn't find an IP address for noaddr.test (the smtproutes relay). (#4.4.4)")
+	// A relay from control/senderroutes: the texts name that file.
+	expect(t, run(t, srv, Request{Host: "example.test", Relay: "nosuch.test", RelayFrom: "senderroutes"}),
+		"ZSorry, I couldn't find any host named nosuch.test (the senderroutes relay). (#4.1.2)")
+	expect(t, run(t, srv, Request{Host: "example.test", Relay: "[192.0.2.0.1]", RelayFrom: "senderroutes"}),
+		"ZSorry, I couldn't find an IP address for [192.0.2.0.1] (the senderroutes relay). (#4.4.4)")
 	srv.Fail("relay.test", dns.TypeA, dns.RcodeServerFailure)
 	expect(t, run(t, srv, Request{Host: "example.test", Relay: "relay.test"}), "relay.test/::1")
 	srv.Fail("relay.test", dns.TypeAAAA, dns.RcodeServerFailure)
