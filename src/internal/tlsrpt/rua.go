@@ -61,12 +61,18 @@ func ParseRUA(records []string) ([]string, error) {
 		seen = true
 		for u := range strings.SplitSeq(v, ",") {
 			u = strings.TrimSpace(u)
-			scheme, _, _ := strings.Cut(u, ":")
-			switch strings.ToLower(scheme) {
-			case "mailto", "https":
-				if u != scheme+":" {
-					rua = append(rua, u)
-				}
+			scheme, rest, ok := strings.Cut(u, ":")
+			if !ok || rest == "" {
+				continue // "rua=https": no URI at all
+			}
+			// Schemes are case-insensitive (RFC 3986 3.1): the URI is
+			// returned with its scheme in lower case, as its users
+			// compare it.
+			switch scheme = strings.ToLower(scheme); {
+			case scheme == "mailto":
+				rua = append(rua, scheme+":"+rest)
+			case scheme == "https" && strings.HasPrefix(rest, "//") && len(rest) > 2:
+				rua = append(rua, scheme+":"+rest)
 			}
 			// Any other scheme is none this sender knows how to use
 			// (RFC 8460 defines only these two): skipped.

@@ -22,7 +22,7 @@ func TestParseRUA(t *testing.T) {
 		{"other TXT records", []string{"google-site-verification=abc", "v=spf1 -all", "v=TLSRPTv1; rua=mailto:a@example.com"},
 			[]string{"mailto:a@example.com"}, nil},
 		{"extension", []string{"v=TLSRPTv1; ext=1; rua=mailto:a@example.com"}, []string{"mailto:a@example.com"}, nil},
-		{"unknown scheme skipped", []string{"v=TLSRPTv1; rua=ftp://x.example.com/,MAILTO:a@example.com"}, []string{"MAILTO:a@example.com"}, nil},
+		{"unknown scheme skipped", []string{"v=TLSRPTv1; rua=ftp://x.example.com/,MAILTO:a@example.com"}, []string{"mailto:a@example.com"}, nil},
 		{"two records", []string{"v=TLSRPTv1; rua=mailto:a@example.com", "v=TLSRPTv1; rua=mailto:b@example.com"}, nil, nil},
 		{"wrong version", []string{"v=TLSRPTv2; rua=mailto:a@example.com"}, nil, ErrNoRecord},
 		{"longer version", []string{"v=TLSRPTv10; rua=mailto:a@example.com"}, nil, ErrNoRecord},
@@ -33,6 +33,8 @@ func TestParseRUA(t *testing.T) {
 		{"two rua fields", []string{"v=TLSRPTv1; rua=mailto:a@example.com; rua=mailto:b@example.com"}, nil, nil},
 		{"no usable URI", []string{"v=TLSRPTv1; rua=ftp://x.example.com/"}, nil, nil},
 		{"empty URI", []string{"v=TLSRPTv1; rua=mailto:"}, nil, nil},
+		{"a scheme without ':'", []string{"v=TLSRPTv1 rua=https"}, nil, nil},
+		{"https without //host", []string{"v=TLSRPTv1; rua=https:r.example.com/v1"}, nil, nil},
 		{"field without =", []string{"v=TLSRPTv1; junk"}, nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
